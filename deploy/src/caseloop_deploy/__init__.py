@@ -1,0 +1,1 @@
+"""Runs caseloop on one machine: a local broker and the four services as processes."""

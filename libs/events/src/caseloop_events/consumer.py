@@ -1,0 +1,194 @@
+"""The consumer runtime: reads topics with manual partition assignment, seeks to the
+checkpoints kept in the service's database, and hands each event to the service's handler
+in the same transaction that records the event id and the new position (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from caseloop_events.envelope import Envelope, UnknownEventType
+from caseloop_events.unit_of_work import Database, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where an event came from, and whether it is being replayed (no decisions, no side effects)."""
+
+    topic: str
+    partition: int
+    offset: int
+    replaying: bool = False
+
+
+EventHandler = Callable[[UnitOfWork, Envelope, Delivery], Awaitable[None]]
+
+#: How often a handler that raises is tried before its event is dead-lettered. Database
+#: outages are not counted: the consumer waits for the database rather than skip events.
+HANDLER_ATTEMPTS = 3
+
+
+class EventConsumer:
+    """Consumes ``topics`` for one service, exactly-once in effect."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: tuple[str, ...],
+        bootstrap_servers: str,
+        database: Database,
+        handle: EventHandler,
+        deadletter: AIOKafkaProducer,
+        deadletter_topic: str,
+        replaying: bool = False,
+        max_records: int = 500,
+    ) -> None:
+        self.name = name
+        self._topics = topics
+        self._bootstrap_servers = bootstrap_servers
+        self._database = database
+        self._handle = handle
+        self._deadletter = deadletter
+        self._deadletter_topic = deadletter_topic
+        self._replaying = replaying
+        self._max_records = max_records
+        self._consumer: AIOKafkaConsumer | None = None
+        self.processed_total = 0
+        self.deadlettered_total = 0
+        self.positions: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        """Connect, assign every partition of the topics, and seek to the stored checkpoints."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap_servers,
+            client_id=f"caseloop-{self.name}",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        self._consumer = consumer
+        partitions = [TopicPartition(topic, p) for topic in self._topics for p in sorted(await self._partitions_of(topic))]
+        consumer.assign(partitions)
+        stored = await self._stored_checkpoints()
+        for tp in partitions:
+            if tp in stored:
+                consumer.seek(tp, stored[tp])
+            else:
+                await consumer.seek_to_beginning(tp)
+            self.positions[tp] = stored.get(tp, 0)
+
+    async def _partitions_of(self, topic: str) -> set[int]:
+        assert self._consumer is not None
+        for _ in range(50):
+            partitions = self._consumer.partitions_for_topic(topic)
+            if partitions:
+                return partitions
+            await self._consumer._client.force_metadata_update()  # topic just created
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"topic {topic} has no partitions; was it created?")
+
+    async def _stored_checkpoints(self) -> dict[TopicPartition, int]:
+        table = self._database.tables.checkpoints
+        async with self._database.reading() as session:
+            rows = await session.execute(
+                select(table.c.topic, table.c.partition, table.c.next_offset).where(table.c.consumer == self.name)
+            )
+            return {TopicPartition(topic, partition): offset for topic, partition, offset in rows}
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def run(self) -> None:
+        """Consume until cancelled."""
+        while True:
+            await self.poll_once()
+
+    async def poll_once(self, timeout_ms: int = 500) -> int:
+        """Fetch and process one batch; returns how many records it held."""
+        assert self._consumer is not None, "start() first"
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
+        count = 0
+        for tp, records in batches.items():
+            for record in records:
+                await self._process(tp, record)
+                count += 1
+        return count
+
+    def lag(self) -> int:
+        """Records on the broker not yet processed (from the fetch high watermarks)."""
+        if self._consumer is None:
+            return 0
+        total = 0
+        for tp, position in self.positions.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                total += max(highwater - position, 0)
+        return total
+
+    async def _process(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        delivery = Delivery(tp.topic, tp.partition, record.offset, self._replaying)
+        try:
+            event = Envelope.model_validate_json(record.value or b"")
+        except (ValidationError, UnknownEventType, ValueError) as error:
+            await self._send_to_deadletter(record, tp, f"undecodable event: {error}")
+            await self._advance(tp, record.offset)
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self._database.transaction() as uow:
+                    if not await uow.is_processed(event.event_id):
+                        await self._handle(uow, event, delivery)
+                        await uow.mark_processed(event.event_id)
+                    await uow.save_checkpoint(self.name, tp.topic, tp.partition, record.offset + 1)
+                break
+            except asyncio.CancelledError:
+                raise
+            except (OperationalError, DBAPIError, OSError) as error:
+                log.warning("database unavailable while handling %s (%s); retrying", event.event_id, error)
+                await asyncio.sleep(min(0.5 * attempt, 5.0))
+            except Exception as error:
+                if attempt < HANDLER_ATTEMPTS:
+                    log.exception("handler failed on %s %s (attempt %d)", event.type, event.event_id, attempt)
+                    await asyncio.sleep(0.2 * attempt)
+                    continue
+                await self._send_to_deadletter(record, tp, f"handler failed: {error!r}")
+                await self._advance(tp, record.offset)
+                return
+        self.positions[tp] = record.offset + 1
+        self.processed_total += 1
+
+    async def _advance(self, tp: TopicPartition, offset: int) -> None:
+        async with self._database.transaction() as uow:
+            await uow.save_checkpoint(self.name, tp.topic, tp.partition, offset + 1)
+        self.positions[tp] = offset + 1
+
+    async def _send_to_deadletter(self, record: ConsumerRecord[bytes, bytes], tp: TopicPartition, error: str) -> None:
+        """Publish the raw record with the error and its origin; acknowledged before we move on."""
+        log.error("dead-lettering %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, error)
+        body = {
+            "error": error,
+            "consumer": self.name,
+            "origin": {"topic": tp.topic, "partition": tp.partition, "offset": record.offset, "timestamp": record.timestamp},
+            "key_b64": base64.b64encode(record.key).decode() if record.key is not None else None,
+            "value_b64": base64.b64encode(record.value).decode() if record.value is not None else None,
+            "headers": [[k, base64.b64encode(v).decode()] for k, v in (record.headers or ())],
+        }
+        await self._deadletter.send_and_wait(self._deadletter_topic, value=json.dumps(body).encode(), key=record.key)
+        self.deadlettered_total += 1

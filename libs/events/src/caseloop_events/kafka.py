@@ -1,0 +1,61 @@
+"""Kafka connection settings and the encoding of events on the wire."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaProducer
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from caseloop_events.envelope import Envelope, Producer
+from caseloop_events.topics import DEFAULT_NAMESPACE, all_topics, deadletter_topic, topic_of
+
+
+class KafkaSettings(BaseSettings):
+    """Broker settings shared by every service (environment variables, no prefix)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    #: Real Kafka and noida-db support idempotent producers; the Tansu broker does not.
+    kafka_idempotent_producer: bool = True
+    caseloop_topic_partitions: int = Field(default=6, ge=1)
+    caseloop_topic_replication: int = Field(default=1, ge=1)
+    caseloop_topic_namespace: str = Field(default=DEFAULT_NAMESPACE, pattern=r"^[a-zA-Z0-9_-]+$")
+
+    def topic_of(self, producer: Producer) -> str:
+        """The topic ``producer`` writes to, in this namespace."""
+        return topic_of(producer, self.caseloop_topic_namespace)
+
+    @property
+    def deadletter_topic(self) -> str:
+        return deadletter_topic(self.caseloop_topic_namespace)
+
+    @property
+    def all_topics(self) -> tuple[str, ...]:
+        return all_topics(self.caseloop_topic_namespace)
+
+    def producer(self, client_id: str) -> AIOKafkaProducer:
+        """A producer that waits for every in-sync replica (acks=all)."""
+        return AIOKafkaProducer(
+            bootstrap_servers=self.kafka_bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=self.kafka_idempotent_producer,
+            linger_ms=5,
+            request_timeout_ms=30000,
+        )
+
+
+def event_key(event: Envelope) -> bytes:
+    """The message key: the case id, so all of a case's events share a partition."""
+    return str(event.case_id).encode()
+
+
+def event_headers(event: Envelope) -> list[tuple[str, bytes]]:
+    """Headers repeating type, version and correlation id, for tools that do not parse the body."""
+    return [
+        ("ce_type", event.type.encode()),
+        ("ce_schema_version", str(event.schema_version).encode()),
+        ("ce_correlation_id", str(event.correlation_id).encode()),
+        ("ce_id", str(event.event_id).encode()),
+    ]

@@ -1,0 +1,154 @@
+"""What every service runs beside its HTTP API: schema, topics, outbox relay and consumer.
+
+A service's ``app.py`` builds one ``ServiceRuntime`` and hands its ``lifespan`` to FastAPI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from caseloop_events.consumer import EventConsumer, EventHandler
+from caseloop_events.envelope import Producer
+from caseloop_events.kafka import KafkaSettings
+from caseloop_events.outbox import OutboxRelay
+from caseloop_events.storage import ping
+from caseloop_events.topics import ensure_topics
+from caseloop_events.unit_of_work import Database
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has; subclasses set the environment prefix and default port."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+    service_name: ClassVar[str]
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    database_url: str | None = None
+    data_dir: Path = Field(default=Path("data"), validation_alias="CASELOOP_DATA_DIR")
+    reference_dir: Path | None = Field(default=None, validation_alias="CASELOOP_REFERENCE_DIR")
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured URL, or the embedded default: a SQLite file in the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{self.service_name}.db').resolve()}"
+
+
+async def _retry_connect(what: str, connect: Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:
+    """The broker may come up after us (make run, a restart): wait for it, then say why not."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await connect()
+        except (KafkaConnectionError, OSError) as error:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"cannot reach the Kafka broker for {what}: {error}") from error
+            log.warning("waiting for the Kafka broker (%s): %s", what, error)
+            await asyncio.sleep(1.0)
+
+
+class ServiceRuntime:
+    """Owns the long-running parts of one service and their start and stop order."""
+
+    def __init__(
+        self,
+        *,
+        producer: Producer,
+        database: Database,
+        kafka: KafkaSettings,
+        consumes: tuple[str, ...] = (),
+        handle: EventHandler | None = None,
+    ) -> None:
+        self.name = producer.value
+        self.database = database
+        self.kafka = kafka
+        self._consumes = consumes
+        self._handle = handle
+        self.relay: OutboxRelay | None = None
+        self.consumer: EventConsumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._producer: AIOKafkaProducer | None = None
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        await self.database.create_schema()
+        await _retry_connect(
+            "topic creation",
+            lambda: ensure_topics(
+                self.kafka.kafka_bootstrap_servers,
+                self.kafka.caseloop_topic_partitions,
+                self.kafka.caseloop_topic_replication,
+                self.kafka.all_topics,
+            ),
+        )
+        producer = self.kafka.producer(client_id=f"caseloop-{self.name}")
+        await _retry_connect("the producer", producer.start)
+        self._producer = producer
+        self.relay = OutboxRelay(self.database, producer)
+        self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
+        if self._consumes and self._handle is not None:
+            self.consumer = EventConsumer(
+                name=self.name,
+                topics=self._consumes,
+                bootstrap_servers=self.kafka.kafka_bootstrap_servers,
+                database=self.database,
+                handle=self._handle,
+                deadletter=producer,
+                deadletter_topic=self.kafka.deadletter_topic,
+            )
+            await _retry_connect("the consumer", self.consumer.start)
+            self._tasks.append(asyncio.create_task(self.consumer.run(), name=f"{self.name}-consumer"))
+        log.info("%s started: database %s, broker %s", self.name, self.database.engine.url.render_as_string(), self.kafka.kafka_bootstrap_servers)
+        try:
+            yield
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._tasks.clear()
+            if self.consumer is not None:
+                await self.consumer.stop()
+            await producer.stop()
+            await self.database.dispose()
+
+    async def health(self) -> dict[str, Any]:
+        """Status of the database, the relay and the consumer, for ``GET /healthz``."""
+        report: dict[str, Any] = {"service": self.name, "status": "ok"}
+        try:
+            async with self.database.reading() as session:
+                await ping(session)
+            report["database"] = "ok"
+        except Exception as error:  # any failure here is what the health check reports
+            report["database"] = f"unavailable: {error.__class__.__name__}"
+            report["status"] = "degraded"
+        for task in self._tasks:
+            if task.done():
+                report["status"] = "degraded"
+                report[task.get_name()] = "stopped"
+        if self.relay is not None and report["database"] == "ok":
+            report["outbox_pending"] = await self.relay.pending()
+            report["published"] = self.relay.published_total
+        if self.consumer is not None:
+            report["consumer_lag"] = self.consumer.lag()
+            report["processed"] = self.consumer.processed_total
+            report["deadlettered"] = self.consumer.deadlettered_total
+        return report

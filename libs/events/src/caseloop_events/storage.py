@@ -1,0 +1,153 @@
+"""The tables every service keeps beside its own (outbox, checkpoints, processed ids, case log)
+and the engine set-up for the embedded SQLite default and for PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+# SQLite only gives an autoincrementing key to INTEGER PRIMARY KEY.
+BigAutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+@dataclass(frozen=True)
+class RuntimeTables:
+    """The runtime's tables, defined on the service's own metadata."""
+
+    metadata: MetaData
+    outbox: Table
+    checkpoints: Table
+    processed_events: Table
+    case_streams: Table
+    case_events: Table
+
+
+def define_runtime_tables(metadata: MetaData) -> RuntimeTables:
+    """Add the runtime's tables to a service's metadata (once, where the service defines its own)."""
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("position", BigAutoId, primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("case_id", String(36), nullable=False, index=True),
+        Column("type", String(80), nullable=False),
+        Column("topic", String(120), nullable=False),
+        Column("envelope", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+    )
+    Index(
+        "ix_outbox_unpublished",
+        outbox.c.position,
+        postgresql_where=outbox.c.published_at.is_(None),
+        sqlite_where=outbox.c.published_at.is_(None),
+    )
+    checkpoints = Table(
+        "consumer_checkpoints",
+        metadata,
+        Column("consumer", String(80), primary_key=True),
+        Column("topic", String(120), primary_key=True),
+        Column("partition", Integer, primary_key=True),
+        Column("next_offset", BigInteger, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    processed_events = Table(
+        "processed_events",
+        metadata,
+        Column("event_id", String(36), primary_key=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False),
+    )
+    # One row per case, locked while a transaction decides for that case, so two requests
+    # (or a request and the consumer) never decide on the same stale state.
+    case_streams = Table(
+        "case_streams",
+        metadata,
+        Column("case_id", String(36), primary_key=True),
+        Column("version", Integer, nullable=False),
+    )
+    case_events = Table(
+        "case_events",
+        metadata,
+        Column("event_id", String(36), primary_key=True),
+        Column("case_id", String(36), nullable=False, index=True),
+        Column("type", String(80), nullable=False),
+        Column("producer", String(40), nullable=False),
+        Column("occurred_at", DateTime(timezone=True), nullable=False),
+        Column("envelope", Text, nullable=False),
+    )
+    return RuntimeTables(metadata, outbox, checkpoints, processed_events, case_streams, case_events)
+
+
+def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine; SQLite files get WAL, a busy timeout and write-locking transactions."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, issue BEGIN (the documented pysqlite recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
+        # writes fails with SQLITE_BUSY when another writer got in between, whatever the timeout.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
+    """Create missing tables (see docs/adr/0003: schema migrations arrive with the first change)."""
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+
+
+def upsert(table: Table, values: dict[str, Any], key: tuple[str, ...], dialect_name: str) -> Any:
+    """An INSERT that updates the row with the same key instead of failing."""
+    insert = postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
+    statement = insert.values(**values)
+    return statement.on_conflict_do_update(
+        index_elements=list(key), set_={k: statement.excluded[k] for k in values if k not in key}
+    )
+
+
+def insert_ignoring_duplicates(table: Table, values: dict[str, Any], dialect_name: str) -> Any:
+    """An INSERT that does nothing when the key exists already."""
+    insert = postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
+    return insert.values(**values).on_conflict_do_nothing()
+
+
+async def ping(session: AsyncSession) -> None:
+    await session.execute(text("SELECT 1"))

@@ -1,0 +1,158 @@
+"""Test fixtures shared by every package's tests (loaded by the root conftest.py).
+
+Real parts, not mocks: a local Kafka-protocol broker process and real databases —
+a SQLite file, and a fresh database on the local PostgreSQL (``CASELOOP_TEST_POSTGRES_URL``,
+default ``postgresql+asyncpg://postgres@127.0.0.1:5432/postgres``) that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sqlalchemy.engine import make_url
+
+from caseloop_events.broker import BrokerKind, LocalBroker
+from caseloop_events.envelope import Envelope
+from caseloop_events.kafka import KafkaSettings, event_headers, event_key
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CASELOOP_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A noida-db broker for the whole test session."""
+    with LocalBroker(BrokerKind.NOIDA, tmp_path_factory.mktemp("broker")) as broker:
+        yield broker
+
+
+@pytest.fixture
+def kafka_settings(kafka_broker: LocalBroker) -> KafkaSettings:
+    """Settings pointing at the session broker, in topics of the test's own."""
+    return KafkaSettings(
+        kafka_bootstrap_servers=kafka_broker.bootstrap_servers,
+        kafka_idempotent_producer=kafka_broker.supports_idempotent_producer,
+        caseloop_topic_partitions=3,
+        caseloop_topic_namespace=f"test-{uuid.uuid4().hex[:12]}",
+    )
+
+
+async def create_postgres_database(prefix: str = "caseloop_test") -> str:
+    """Create an empty database on the local PostgreSQL and return its SQLAlchemy URL."""
+    admin = make_url(POSTGRES_ADMIN_URL)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    connection = await asyncpg.connect(
+        host=admin.host, port=admin.port or 5432, user=admin.username, password=admin.password, database=admin.database
+    )
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return admin.set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_postgres_database(url: str) -> None:
+    admin = make_url(POSTGRES_ADMIN_URL)
+    connection = await asyncpg.connect(
+        host=admin.host, port=admin.port or 5432, user=admin.username, password=admin.password, database=admin.database
+    )
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
+        return
+    url = await create_postgres_database()
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(url)
+
+
+async def publish(bootstrap_servers: str, topic: str, *events: Envelope, raw: bytes | None = None) -> None:
+    """Put events (or raw bytes) on a topic the way a service's relay would."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                topic, value=event.model_dump_json().encode(), key=event_key(event), headers=event_headers(event)
+            )
+        if raw is not None:
+            await producer.send_and_wait(topic, value=raw, key=b"poison")
+    finally:
+        await producer.stop()
+
+
+async def read_topic(
+    bootstrap_servers: str,
+    topic: str,
+    until: Callable[[list[bytes]], bool],
+    timeout: float = 30.0,
+) -> list[bytes]:
+    """Read a topic from the start until ``until`` holds for the values read, or fail."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        for _ in range(50):
+            if partitions:
+                break
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+            partitions = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not until(values):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{topic}: condition not met after {timeout}s; read {len(values)} records")
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                values.extend(r.value for r in records if r.value is not None)
+        return values
+    finally:
+        await consumer.stop()
+
+
+async def read_events(
+    bootstrap_servers: str, topic: str, until: Callable[[list[Envelope]], bool], timeout: float = 30.0
+) -> list[Envelope]:
+    """Like ``read_topic``, decoded into envelopes."""
+    decoded: list[Envelope] = []
+
+    def decoded_until(values: list[bytes]) -> bool:
+        decoded[:] = [Envelope.model_validate_json(v) for v in values]
+        return until(decoded)
+
+    await read_topic(bootstrap_servers, topic, decoded_until, timeout)
+    return decoded
+
+
+async def eventually(check: Callable[[], object], timeout: float = 30.0, interval: float = 0.1) -> None:
+    """Wait until ``check()`` (sync or async) returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

@@ -1,0 +1,159 @@
+"""The unit of work: one database transaction holding a projection change, the events it
+produced (outbox) and the consumer position (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from uuid import UUID
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from caseloop_events.causal import causal_order
+from caseloop_events.clock import Clock
+from caseloop_events.envelope import Envelope
+from caseloop_events.storage import (
+    RuntimeTables,
+    create_engine,
+    create_schema,
+    insert_ignoring_duplicates,
+    session_factory,
+    upsert,
+)
+
+
+class UnitOfWork:
+    """What a handler may touch during one transaction."""
+
+    def __init__(self, session: AsyncSession, tables: RuntimeTables, topic: str, clock: Clock) -> None:
+        self.session = session
+        self.tables = tables
+        self.clock = clock
+        self._topic = topic
+        self.emitted: list[Envelope] = []
+
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    async def lock_case(self, case_id: UUID) -> list[Envelope]:
+        """Lock the case for this transaction and return its recorded events in causal order."""
+        streams = self.tables.case_streams
+        await self.session.execute(insert_ignoring_duplicates(streams, {"case_id": str(case_id), "version": 0}, self.dialect))
+        await self.session.execute(select(streams.c.version).where(streams.c.case_id == str(case_id)).with_for_update())
+        await self.session.execute(
+            update(streams).where(streams.c.case_id == str(case_id)).values(version=streams.c.version + 1)
+        )
+        return await self.case_events(case_id)
+
+    async def case_events(self, case_id: UUID) -> list[Envelope]:
+        """The case's recorded events in causal order, without locking."""
+        rows = await self.session.execute(
+            select(self.tables.case_events.c.envelope).where(self.tables.case_events.c.case_id == str(case_id))
+        )
+        return causal_order(Envelope.model_validate_json(row) for (row,) in rows)
+
+    async def record(self, event: Envelope) -> None:
+        """Keep an event in the case log (idempotent)."""
+        await self.session.execute(
+            insert_ignoring_duplicates(
+                self.tables.case_events,
+                {
+                    "event_id": str(event.event_id),
+                    "case_id": str(event.case_id),
+                    "type": event.type,
+                    "producer": event.producer.value,
+                    "occurred_at": event.occurred_at,
+                    "envelope": event.model_dump_json(),
+                },
+                self.dialect,
+            )
+        )
+
+    async def emit(self, *events: Envelope) -> None:
+        """Append new events of this service: case log, outbox, and marked processed, so that
+        reading them back from our own topic is a no-op."""
+        now = self.clock.now()
+        for event in events:
+            await self.record(event)
+            await self.session.execute(
+                self.tables.outbox.insert().values(
+                    event_id=str(event.event_id),
+                    case_id=str(event.case_id),
+                    type=event.type,
+                    topic=self._topic,
+                    envelope=event.model_dump_json(),
+                    created_at=now,
+                )
+            )
+            await self.mark_processed(event.event_id)
+            self.emitted.append(event)
+
+    async def is_processed(self, event_id: UUID) -> bool:
+        table = self.tables.processed_events
+        found = await self.session.execute(select(table.c.event_id).where(table.c.event_id == str(event_id)))
+        return found.first() is not None
+
+    async def mark_processed(self, event_id: UUID) -> None:
+        await self.session.execute(
+            insert_ignoring_duplicates(
+                self.tables.processed_events, {"event_id": str(event_id), "processed_at": self.clock.now()}, self.dialect
+            )
+        )
+
+    async def save_checkpoint(self, consumer: str, topic: str, partition: int, next_offset: int) -> None:
+        await self.session.execute(
+            upsert(
+                self.tables.checkpoints,
+                {
+                    "consumer": consumer,
+                    "topic": topic,
+                    "partition": partition,
+                    "next_offset": next_offset,
+                    "updated_at": self.clock.now(),
+                },
+                ("consumer", "topic", "partition"),
+                self.dialect,
+            )
+        )
+
+
+class Database:
+    """A service's database: its engine, its tables (own and runtime) and its transactions."""
+
+    def __init__(self, url: str, tables: RuntimeTables, topic: str, clock: Clock) -> None:
+        self.url = url
+        self.metadata = tables.metadata
+        self.tables = tables
+        self.engine: AsyncEngine = create_engine(url)
+        self.sessions = session_factory(self.engine)
+        self.topic = topic
+        self.clock = clock
+        self._after_commit: list[Callable[[list[Envelope]], None]] = []
+
+    async def create_schema(self) -> None:
+        await create_schema(self.engine, self.metadata)
+
+    def on_commit(self, listener: Callable[[list[Envelope]], None]) -> None:
+        """Call ``listener`` with the events of every committed transaction that emitted any."""
+        self._after_commit.append(listener)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+        """Everything inside commits together or not at all."""
+        async with self.sessions() as session, session.begin():
+            uow = UnitOfWork(session, self.tables, self.topic, self.clock)
+            yield uow
+        if uow.emitted:
+            for listener in self._after_commit:
+                listener(uow.emitted)
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for queries."""
+        async with self.sessions() as session:
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

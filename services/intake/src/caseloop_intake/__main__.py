@@ -1,0 +1,14 @@
+"""``python -m caseloop_intake``: serve intake's API."""
+
+from caseloop_events.serve import serve
+from caseloop_intake.app import create_app
+from caseloop_intake.config import IntakeSettings
+
+
+def main() -> None:
+    settings = IntakeSettings()
+    serve(create_app(settings), settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""intake's own tables (the runtime adds outbox, checkpoints and case log to the same metadata)."""
+
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Text, UniqueConstraint
+
+from caseloop_events.storage import define_runtime_tables
+
+metadata = MetaData()
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("case_id", String(36), primary_key=True),
+    Column("case_no", String(32), nullable=False, unique=True),
+    Column("source_system", String(64), nullable=False),
+    Column("external_id", String(128), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("grid_code", String(32), nullable=True),
+    Column("town_code", String(32), nullable=True, index=True),
+    Column("accepted_at", DateTime(timezone=True), nullable=True),
+    Column("body", Text, nullable=False),
+    UniqueConstraint("source_system", "external_id", name="uq_cases_source_external_id"),
+)
+
+# The last case number's sequence. Kept as a row (not a database sequence) so that a
+# projection rebuilt from the log continues after the highest number the log holds.
+case_number_counter = Table(
+    "case_number_counter",
+    metadata,
+    Column("name", String(16), primary_key=True),
+    Column("last_value", BigInteger, nullable=False),
+)
+
+runtime_tables = define_runtime_tables(metadata)

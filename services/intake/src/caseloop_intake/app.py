@@ -1,0 +1,44 @@
+"""intake's composition root: the one place that wires settings, database, broker and routes."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from caseloop_events.clock import Clock, SystemClock
+from caseloop_events.envelope import Producer
+from caseloop_events.http import health_router, install_error_handlers
+from caseloop_events.kafka import KafkaSettings
+from caseloop_events.reference import default_reference_dir, load_reference_data
+from caseloop_events.runtime import ServiceRuntime
+from caseloop_events.unit_of_work import Database
+from caseloop_intake.adapters.tables import runtime_tables
+from caseloop_intake.config import IntakeSettings
+from caseloop_intake.entrypoints.http import router
+from caseloop_intake.service_layer import handlers
+from caseloop_intake.service_layer.handlers import IntakeServices
+
+
+def create_app(
+    settings: IntakeSettings | None = None, kafka: KafkaSettings | None = None, clock: Clock | None = None
+) -> FastAPI:
+    settings = settings or IntakeSettings()
+    kafka = kafka or KafkaSettings()
+    clock = clock or SystemClock()
+    reference = load_reference_data(settings.reference_dir or default_reference_dir())
+    own_topic = kafka.topic_of(Producer.INTAKE)
+    database = Database(settings.resolved_database_url, runtime_tables, own_topic, clock)
+    runtime = ServiceRuntime(
+        producer=Producer.INTAKE, database=database, kafka=kafka, consumes=(own_topic,), handle=handlers.handle_event
+    )
+    app = FastAPI(
+        title="caseloop intake",
+        summary="Screening (排查/受理): accepts cases raised by other government systems.",
+        version="0.1.0",
+        lifespan=runtime.lifespan,
+    )
+    app.state.services = IntakeServices(database=database, reference=reference, clock=clock)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(health_router(runtime.health))
+    app.include_router(router)
+    return app

@@ -1,0 +1,14 @@
+"""``python -m caseloop_supervision``: serve supervision's API."""
+
+from caseloop_events.serve import serve
+from caseloop_supervision.app import create_app
+from caseloop_supervision.config import SupervisionSettings
+
+
+def main() -> None:
+    settings = SupervisionSettings()
+    serve(create_app(settings), settings)
+
+
+if __name__ == "__main__":
+    main()
