@@ -30,7 +30,8 @@ def main() -> None:
     broker_port = int(os.environ.get("CASELOOP_BROKER_PORT", "9092"))
     taken = [p for p in [*ports.values(), *([] if external else [broker_port])] if _port_taken(p)]
     if taken:
-        sys.exit(f"caseloop: port(s) {taken} on 127.0.0.1 are in use; stop what uses them or set <SERVICE>_PORT / CASELOOP_BROKER_PORT")
+        advice = "stop what uses them or set <SERVICE>_PORT / CASELOOP_BROKER_PORT"
+        sys.exit(f"caseloop: port(s) {taken} on 127.0.0.1 are in use; {advice}")
     database_urls = {n: url for n in SERVICES if (url := os.environ.get(f"{n.upper()}_DATABASE_URL"))}
     stack = LocalStack(
         data_dir, ports=ports, broker_port=broker_port, bootstrap_servers=external, database_urls=database_urls
@@ -46,7 +47,9 @@ def main() -> None:
     try:
         stack.start()
         broker = external or (stack.broker.bootstrap_servers if stack.broker else "?")
-        print(f"caseloop: broker   {broker}" + ("" if external else f" (noida-db, data in {stack.data_dir / 'broker'})"))
+        print(
+            f"caseloop: broker   {broker}" + ("" if external else f" (noida-db, data in {stack.data_dir / 'broker'})")
+        )
         for name in SERVICES:
             service = stack.services[name]
             print(f"caseloop: {name:<12}{service.url}   docs {service.url}/docs   log {service.log_path}")

@@ -80,7 +80,9 @@ class EventConsumer:
         )
         await consumer.start()
         self._consumer = consumer
-        partitions = [TopicPartition(topic, p) for topic in self._topics for p in sorted(await self._partitions_of(topic))]
+        partitions = [
+            TopicPartition(topic, p) for topic in self._topics for p in sorted(await self._partitions_of(topic))
+        ]
         consumer.assign(partitions)
         stored = await self._stored_checkpoints()
         for tp in partitions:
@@ -95,7 +97,7 @@ class EventConsumer:
         for _ in range(50):
             partitions = self._consumer.partitions_for_topic(topic)
             if partitions:
-                return partitions
+                return set(partitions)
             await self._consumer._client.force_metadata_update()  # topic just created
             await asyncio.sleep(0.2)
         raise RuntimeError(f"topic {topic} has no partitions; was it created?")
@@ -185,7 +187,12 @@ class EventConsumer:
         body = {
             "error": error,
             "consumer": self.name,
-            "origin": {"topic": tp.topic, "partition": tp.partition, "offset": record.offset, "timestamp": record.timestamp},
+            "origin": {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "offset": record.offset,
+                "timestamp": record.timestamp,
+            },
             "key_b64": base64.b64encode(record.key).decode() if record.key is not None else None,
             "value_b64": base64.b64encode(record.value).decode() if record.value is not None else None,
             "headers": [[k, base64.b64encode(v).decode()] for k, v in (record.headers or ())],

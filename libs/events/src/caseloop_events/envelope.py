@@ -164,7 +164,11 @@ class Envelope(FrozenModel):
             return data  # field validation reports what is missing
         payload_class_for(event_type)  # raises UnknownEventType for a type nobody defined
         version, payload = _upcast(event_type, version, payload)
-        return {**data, "schema_version": version, "payload": payload_class_for(event_type, version).model_validate(payload)}
+        return {
+            **data,
+            "schema_version": version,
+            "payload": payload_class_for(event_type, version).model_validate(payload),
+        }
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> Envelope:

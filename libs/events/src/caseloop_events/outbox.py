@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaProducer
@@ -57,10 +58,8 @@ class OutboxRelay:
                 continue
             if sent < self._batch_size:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
-                except TimeoutError:
-                    pass
 
     async def publish_pending(self) -> int:
         """Publish one batch of unpublished rows; returns how many were sent."""
@@ -96,5 +95,7 @@ class OutboxRelay:
         """How many committed events wait to be published (the relay's lag)."""
         outbox = self._database.tables.outbox
         async with self._database.reading() as session:
-            count = await session.scalar(select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None)))
+            count = await session.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+            )
         return int(count or 0)

@@ -115,7 +115,12 @@ class ServiceRuntime:
             )
             await _retry_connect("the consumer", self.consumer.start)
             self._tasks.append(asyncio.create_task(self.consumer.run(), name=f"{self.name}-consumer"))
-        log.info("%s started: database %s, broker %s", self.name, self.database.engine.url.render_as_string(), self.kafka.kafka_bootstrap_servers)
+        log.info(
+            "%s started: database %s, broker %s",
+            self.name,
+            self.database.engine.url.render_as_string(),
+            self.kafka.kafka_bootstrap_servers,
+        )
         try:
             yield
         finally:

@@ -12,6 +12,7 @@ from caseloop_events.runtime import ServiceSettings
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     logging.basicConfig(
-        level=settings.log_level.upper(), format=f"%(asctime)s {settings.service_name} %(levelname)s %(name)s: %(message)s"
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s {settings.service_name} %(levelname)s %(name)s: %(message)s",
     )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)

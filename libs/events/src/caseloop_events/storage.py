@@ -4,6 +4,7 @@ and the engine set-up for the embedded SQLite default and for PostgreSQL."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Dialect,
     Index,
     Integer,
     MetaData,
@@ -23,9 +25,26 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.types import TypeDecorator
 
 # SQLite only gives an autoincrementing key to INTEGER PRIMARY KEY.
 BigAutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend: SQLite keeps no offset, so it comes back naive."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -51,8 +70,8 @@ def define_runtime_tables(metadata: MetaData) -> RuntimeTables:
         Column("type", String(80), nullable=False),
         Column("topic", String(120), nullable=False),
         Column("envelope", Text, nullable=False),
-        Column("created_at", DateTime(timezone=True), nullable=False),
-        Column("published_at", DateTime(timezone=True), nullable=True),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("published_at", UtcDateTime, nullable=True),
     )
     Index(
         "ix_outbox_unpublished",
@@ -67,13 +86,13 @@ def define_runtime_tables(metadata: MetaData) -> RuntimeTables:
         Column("topic", String(120), primary_key=True),
         Column("partition", Integer, primary_key=True),
         Column("next_offset", BigInteger, nullable=False),
-        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", UtcDateTime, nullable=False),
     )
     processed_events = Table(
         "processed_events",
         metadata,
         Column("event_id", String(36), primary_key=True),
-        Column("processed_at", DateTime(timezone=True), nullable=False),
+        Column("processed_at", UtcDateTime, nullable=False),
     )
     # One row per case, locked while a transaction decides for that case, so two requests
     # (or a request and the consumer) never decide on the same stale state.
@@ -90,7 +109,7 @@ def define_runtime_tables(metadata: MetaData) -> RuntimeTables:
         Column("case_id", String(36), nullable=False, index=True),
         Column("type", String(80), nullable=False),
         Column("producer", String(40), nullable=False),
-        Column("occurred_at", DateTime(timezone=True), nullable=False),
+        Column("occurred_at", UtcDateTime, nullable=False),
         Column("envelope", Text, nullable=False),
     )
     return RuntimeTables(metadata, outbox, checkpoints, processed_events, case_streams, case_events)

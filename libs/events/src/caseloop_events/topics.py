@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import suppress
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -28,11 +29,14 @@ def deadletter_topic(namespace: str = DEFAULT_NAMESPACE) -> str:
 def all_topics(namespace: str = DEFAULT_NAMESPACE) -> tuple[str, ...]:
     return (*(topic_of(p, namespace) for p in Producer), deadletter_topic(namespace))
 
+
 #: Infinite retention: the log is the system of record.
 TOPIC_CONFIG = {"retention.ms": "-1"}
 
 
-async def ensure_topics(bootstrap_servers: str, partitions: int, replication_factor: int, topics: Iterable[str]) -> None:
+async def ensure_topics(
+    bootstrap_servers: str, partitions: int, replication_factor: int, topics: Iterable[str]
+) -> None:
     """Create the topics with an explicit partition count; existing topics are left as they are.
 
     A topic that exists with another partition count is an error: keys would then hash
@@ -45,15 +49,19 @@ async def ensure_topics(bootstrap_servers: str, partitions: int, replication_fac
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            try:
+            # Another service may create them between our list and our create.
+            with suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [
-                        NewTopic(t, num_partitions=partitions, replication_factor=replication_factor, topic_configs=TOPIC_CONFIG)
+                        NewTopic(
+                            t,
+                            num_partitions=partitions,
+                            replication_factor=replication_factor,
+                            topic_configs=TOPIC_CONFIG,
+                        )
                         for t in missing
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another service created it between our list and our create
             log.info("created topics %s with %d partitions", missing, partitions)
         for description in await admin.describe_topics(topics):
             found = len(description.get("partitions", []))

@@ -40,7 +40,9 @@ class UnitOfWork:
     async def lock_case(self, case_id: UUID) -> list[Envelope]:
         """Lock the case for this transaction and return its recorded events in causal order."""
         streams = self.tables.case_streams
-        await self.session.execute(insert_ignoring_duplicates(streams, {"case_id": str(case_id), "version": 0}, self.dialect))
+        await self.session.execute(
+            insert_ignoring_duplicates(streams, {"case_id": str(case_id), "version": 0}, self.dialect)
+        )
         await self.session.execute(select(streams.c.version).where(streams.c.case_id == str(case_id)).with_for_update())
         await self.session.execute(
             update(streams).where(streams.c.case_id == str(case_id)).values(version=streams.c.version + 1)
@@ -98,7 +100,9 @@ class UnitOfWork:
     async def mark_processed(self, event_id: UUID) -> None:
         await self.session.execute(
             insert_ignoring_duplicates(
-                self.tables.processed_events, {"event_id": str(event_id), "processed_at": self.clock.now()}, self.dialect
+                self.tables.processed_events,
+                {"event_id": str(event_id), "processed_at": self.clock.now()},
+                self.dialect,
             )
         )
 

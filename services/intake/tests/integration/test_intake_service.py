@@ -12,9 +12,9 @@ import pytest
 from fastapi import FastAPI
 
 from caseloop_events.contracts.intake import CaseAccepted
+from caseloop_events.envelope import Producer
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.testing import read_events
-from caseloop_events.envelope import Producer
 from caseloop_intake.app import create_app
 from caseloop_intake.config import IntakeSettings
 

@@ -1,8 +1,8 @@
 """intake's own tables (the runtime adds outbox, checkpoints and case log to the same metadata)."""
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, UniqueConstraint
 
-from caseloop_events.storage import define_runtime_tables
+from caseloop_events.storage import UtcDateTime, define_runtime_tables
 
 metadata = MetaData()
 
@@ -17,7 +17,7 @@ cases = Table(
     Column("title", Text, nullable=False),
     Column("grid_code", String(32), nullable=True),
     Column("town_code", String(32), nullable=True, index=True),
-    Column("accepted_at", DateTime(timezone=True), nullable=True),
+    Column("accepted_at", UtcDateTime, nullable=True),
     Column("body", Text, nullable=False),
     UniqueConstraint("source_system", "external_id", name="uq_cases_source_external_id"),
 )

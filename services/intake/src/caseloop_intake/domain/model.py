@@ -89,13 +89,10 @@ def place_case(location: LocationGiven, reference: ReferenceData) -> GridPlace:
             raise InvalidInput("location.grid_code", f"unknown grid code {location.grid_code!r} (see GET /v1/grids)")
         return place
     address = location.address or ""
-    for match_name in (
-        lambda p: p.grid_name,
-        lambda p: p.group_name,
-        lambda p: p.village_name,
-    ):
+    for level in ("grid_name", "group_name", "village_name"):
         matches = sorted(
-            (p for p in reference.grids.values() if match_name(p) in address), key=lambda p: (-len(match_name(p)), p.grid_code)
+            (p for p in reference.grids.values() if getattr(p, level) in address),
+            key=lambda p: (-len(getattr(p, level)), p.grid_code),
         )
         if matches:
             return matches[0]

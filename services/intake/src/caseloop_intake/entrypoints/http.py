@@ -39,7 +39,9 @@ router = APIRouter(prefix="/v1", tags=["screening"])
     response_model=CaseCreated,
     responses={200: {"model": CaseCreated, "description": "the case was reported before: the same case"}},
 )
-async def report_case(body: CaseCreate, services: Services, correlation_id: CorrelationId, response: Response) -> CaseCreated:
+async def report_case(
+    body: CaseCreate, services: Services, correlation_id: CorrelationId, response: Response
+) -> CaseCreated:
     """Report a case. The same source_system and external_id always give the same case."""
     if body.category is not None and body.category not in services.reference.categories:
         raise InvalidInput("category", f"unknown category {body.category!r} (see GET /v1/categories)")
@@ -59,7 +61,8 @@ async def report_case(body: CaseCreate, services: Services, correlation_id: Corr
     response.headers["Location"] = f"/v1/cases/{outcome.case.case_id}"
     if not outcome.created:
         response.status_code = status.HTTP_200_OK
-    assert outcome.case.case_no is not None and outcome.case.status is not None
+    assert outcome.case.case_no is not None
+    assert outcome.case.status is not None
     return CaseCreated(case_id=outcome.case.case_id, case_no=outcome.case.case_no, status=outcome.case.status)
 
 
@@ -71,7 +74,9 @@ async def read_case(case_id: UUID, services: Services) -> CaseRead:
 
 def _case_read(case: IntakeCase) -> CaseRead:
     accepted = case.accepted
-    assert accepted is not None and case.status is not None and case.case_no is not None
+    assert accepted is not None
+    assert case.status is not None
+    assert case.case_no is not None
     return CaseRead(
         case_id=case.case_id,
         case_no=case.case_no,

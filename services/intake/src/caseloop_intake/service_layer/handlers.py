@@ -131,4 +131,3 @@ async def handle_event(uow: UnitOfWork, event: Envelope, _delivery: Delivery) ->
     await uow.lock_case(event.case_id)
     await uow.record(event)
     await _project(uow, fold(event.case_id, await uow.case_events(event.case_id)))
-

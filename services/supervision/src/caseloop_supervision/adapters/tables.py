@@ -1,8 +1,8 @@
 """supervision's own tables: the case list (the runtime's case log is the timeline)."""
 
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text
 
-from caseloop_events.storage import define_runtime_tables
+from caseloop_events.storage import UtcDateTime, define_runtime_tables
 
 metadata = MetaData()
 
@@ -22,9 +22,9 @@ cases = Table(
     Column("unit_id", String(64), nullable=True, index=True),
     Column("holder_kind", String(16), nullable=False),
     Column("holder_id", String(64), nullable=True),
-    Column("accepted_at", DateTime(timezone=True), nullable=True),
-    Column("closed_at", DateTime(timezone=True), nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", UtcDateTime, nullable=True),
+    Column("closed_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
     Column("view", Text, nullable=False),
 )
 Index("ix_cases_updated", cases.c.updated_at, cases.c.case_id)

@@ -143,7 +143,9 @@ def evolve(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 event,
             )
         case CaseAcknowledged():
-            return _moved(replace(case, stages=replace(case.stages, acknowledged_at=at)), CaseStatus.ACKNOWLEDGED, event)
+            return _moved(
+                replace(case, stages=replace(case.stages, acknowledged_at=at)), CaseStatus.ACKNOWLEDGED, event
+            )
         case CaseResultReported():
             return _moved(
                 replace(case, stages=replace(case.stages, result_reported_at=at)), CaseStatus.RESULT_REPORTED, event

@@ -1,0 +1,165 @@
+"""The outbox relay and the consumer runtime against a real broker and real databases."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import MetaData, func, select
+
+from caseloop_events.clock import SystemClock
+from caseloop_events.consumer import Delivery, EventConsumer
+from caseloop_events.contracts.supervision import CaseVerified
+from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, new_event
+from caseloop_events.kafka import KafkaSettings
+from caseloop_events.outbox import OutboxRelay
+from caseloop_events.storage import define_runtime_tables
+from caseloop_events.testing import publish, read_events, read_topic
+from caseloop_events.topics import ensure_topics
+from caseloop_events.unit_of_work import Database, UnitOfWork
+
+
+def a_verified_event(case_id: uuid.UUID | None = None) -> Envelope:
+    return new_event(
+        CaseVerified(verified_by="supervisor-1"),
+        case_id=case_id or uuid.uuid4(),
+        actor=Actor(id="supervisor-1", role=ActorRole.SUPERVISOR),
+        occurred_at=datetime.now(UTC),
+        correlation_id=uuid.uuid4(),
+    )
+
+
+@pytest.fixture
+async def database(database_url: str, kafka_settings: KafkaSettings) -> AsyncIterator[Database]:
+    db = Database(
+        database_url, define_runtime_tables(MetaData()), kafka_settings.topic_of(Producer.SUPERVISION), SystemClock()
+    )
+    await db.create_schema()
+    await ensure_topics(kafka_settings.kafka_bootstrap_servers, 3, 1, kafka_settings.all_topics)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
+    producer = kafka_settings.producer("test")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def test_the_relay_publishes_committed_events_once_in_order_and_keeps_them(
+    database: Database, producer: AIOKafkaProducer, kafka_settings: KafkaSettings
+) -> None:
+    case_id = uuid.uuid4()
+    events = [a_verified_event(case_id) for _ in range(5)]
+    async with database.transaction() as uow:
+        await uow.emit(*events)
+    relay = OutboxRelay(database, producer)
+    assert await relay.pending() == 5
+    assert await relay.publish_pending() == 5
+    assert await relay.publish_pending() == 0
+    assert await relay.pending() == 0
+
+    topic = kafka_settings.topic_of(Producer.SUPERVISION)
+    on_topic = await read_events(kafka_settings.kafka_bootstrap_servers, topic, until=lambda evs: len(evs) >= 5)
+    assert [e.event_id for e in on_topic] == [e.event_id for e in events]
+    async with database.reading() as session:
+        kept = await session.scalar(select(func.count()).select_from(database.tables.outbox))
+    assert kept == 5, "published rows stay: they are the service's event store"
+
+
+async def test_a_rolled_back_transaction_publishes_nothing(database: Database, producer: AIOKafkaProducer) -> None:
+    async def emit_then_fail() -> None:
+        async with database.transaction() as uow:
+            await uow.emit(a_verified_event())
+            raise RuntimeError("the handler failed after emitting")
+
+    with pytest.raises(RuntimeError):
+        await emit_then_fail()
+    assert await OutboxRelay(database, producer).pending() == 0
+
+
+class RecordingHandler:
+    def __init__(self) -> None:
+        self.seen: list[uuid.UUID] = []
+
+    async def __call__(self, uow: UnitOfWork, event: Envelope, delivery: Delivery) -> None:
+        await uow.record(event)
+        self.seen.append(event.event_id)
+
+
+def a_consumer(
+    database: Database, kafka_settings: KafkaSettings, handler: RecordingHandler, producer: AIOKafkaProducer
+) -> EventConsumer:
+    return EventConsumer(
+        name="probe",
+        topics=(kafka_settings.topic_of(Producer.SUPERVISION),),
+        bootstrap_servers=kafka_settings.kafka_bootstrap_servers,
+        database=database,
+        handle=handler,
+        deadletter=producer,
+        deadletter_topic=kafka_settings.deadletter_topic,
+    )
+
+
+async def drain(consumer: EventConsumer, expected: int) -> None:
+    done = 0
+    for _ in range(100):
+        done += await consumer.poll_once(timeout_ms=200)
+        if done >= expected:
+            return
+    raise TimeoutError(f"consumed {done} of {expected}")
+
+
+async def test_a_duplicate_delivery_is_handled_once_and_a_poison_message_is_dead_lettered(
+    database: Database, producer: AIOKafkaProducer, kafka_settings: KafkaSettings
+) -> None:
+    topic = kafka_settings.topic_of(Producer.SUPERVISION)
+    event, later = a_verified_event(), a_verified_event()
+    await publish(kafka_settings.kafka_bootstrap_servers, topic, event, event, raw=b"{not json")
+    await publish(kafka_settings.kafka_bootstrap_servers, topic, later)
+    handler = RecordingHandler()
+    consumer = a_consumer(database, kafka_settings, handler, producer)
+    await consumer.start()
+    try:
+        await drain(consumer, 4)
+    finally:
+        await consumer.stop()
+    assert sorted(handler.seen) == sorted([event.event_id, later.event_id])
+    assert consumer.deadlettered_total == 1
+
+    dead = await read_topic(
+        kafka_settings.kafka_bootstrap_servers, kafka_settings.deadletter_topic, until=lambda v: len(v) >= 1
+    )
+    letter = json.loads(dead[0])
+    assert letter["origin"]["topic"] == topic
+    assert letter["consumer"] == "probe"
+    assert "undecodable" in letter["error"]
+
+
+async def test_after_a_restart_the_consumer_resumes_from_its_database_checkpoint(
+    database: Database, producer: AIOKafkaProducer, kafka_settings: KafkaSettings
+) -> None:
+    topic = kafka_settings.topic_of(Producer.SUPERVISION)
+    first, second = a_verified_event(), a_verified_event()
+    await publish(kafka_settings.kafka_bootstrap_servers, topic, first)
+    handler = RecordingHandler()
+    consumer = a_consumer(database, kafka_settings, handler, producer)
+    await consumer.start()
+    await drain(consumer, 1)
+    await consumer.stop()
+
+    await publish(kafka_settings.kafka_bootstrap_servers, topic, second)
+    restarted_handler = RecordingHandler()
+    restarted = a_consumer(database, kafka_settings, restarted_handler, producer)
+    await restarted.start()
+    try:
+        await drain(restarted, 1)
+    finally:
+        await restarted.stop()
+    assert restarted_handler.seen == [second.event_id]

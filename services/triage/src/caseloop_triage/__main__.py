@@ -1,0 +1,14 @@
+"""``python -m caseloop_triage``: serve triage's API."""
+
+from caseloop_events.serve import serve
+from caseloop_triage.app import create_app
+from caseloop_triage.config import TriageSettings
+
+
+def main() -> None:
+    settings = TriageSettings()
+    serve(create_app(settings), settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""triage's composition root: the one place that wires settings, database, broker and routes."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from fastapi import FastAPI
+
+from caseloop_events.clock import Clock, SystemClock
+from caseloop_events.envelope import Producer
+from caseloop_events.http import health_router, install_error_handlers
+from caseloop_events.kafka import KafkaSettings
+from caseloop_events.reference import default_reference_dir, load_reference_data
+from caseloop_events.runtime import ServiceRuntime
+from caseloop_events.unit_of_work import Database
+from caseloop_triage.adapters.tables import runtime_tables
+from caseloop_triage.config import TriageSettings
+from caseloop_triage.entrypoints.http import router
+from caseloop_triage.service_layer import handlers
+from caseloop_triage.service_layer.handlers import TriageServices
+
+
+def create_app(
+    settings: TriageSettings | None = None, kafka: KafkaSettings | None = None, clock: Clock | None = None
+) -> FastAPI:
+    settings = settings or TriageSettings()
+    kafka = kafka or KafkaSettings()
+    clock = clock or SystemClock()
+    reference = load_reference_data(settings.reference_dir or default_reference_dir())
+    own_topic = kafka.topic_of(Producer.TRIAGE)
+    database = Database(settings.resolved_database_url, runtime_tables, own_topic, clock)
+    services = TriageServices(database=database, reference=reference, clock=clock)
+    runtime = ServiceRuntime(
+        producer=Producer.TRIAGE,
+        database=database,
+        kafka=kafka,
+        consumes=(kafka.topic_of(Producer.INTAKE), own_topic),
+        handle=partial(handlers.handle_event, services),
+    )
+    app = FastAPI(
+        title="caseloop triage",
+        summary="Judgment (研判): what an accepted case is, how risky, who handles it, how fast.",
+        version="0.1.0",
+        lifespan=runtime.lifespan,
+    )
+    app.state.services = services
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(health_router(runtime.health))
+    app.include_router(router)
+    return app

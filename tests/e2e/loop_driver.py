@@ -1,0 +1,147 @@
+"""Drives cases round the whole loop over the services' real HTTP APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from caseloop_deploy.stack import LocalStack
+
+HAPPY_PATH = [
+    "case.accepted",
+    "case.judged",
+    "case.assigned",
+    "case.acknowledged",
+    "case.result_reported",
+    "case.verified",
+    "case.evaluated",
+    "case.closed",
+]
+
+# Reports a hotline or a grid worker might send: text the rules can judge, in several grids.
+REPORTS = [
+    ("小区门口垃圾堆积", "垃圾三天没人清运，气味很大", None),
+    ("路灯不亮", "晚上整条路的路灯都不亮，行人看不清", None),
+    ("楼道堆放杂物", "高层住宅楼道堆满纸箱，消防通道被堵", "high_rise_fire"),
+    ("邻里纠纷", "楼上楼下因为漏水吵架多次", "neighbour_dispute"),
+    ("道路坑洼", "路面出现大坑，电动车容易摔倒", None),
+    ("Noise at night", "construction noise after midnight every day", "noise"),
+]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    intake: str
+    triage: str
+    dispatch: str
+    supervision: str
+
+    @classmethod
+    def of(cls, stack: LocalStack) -> Endpoints:
+        return cls(*(stack.services[name].url for name in ("intake", "triage", "dispatch", "supervision")))
+
+
+async def poll(
+    fetch: Callable[[], Awaitable[httpx.Response]], ready: Callable[[httpx.Response], bool], timeout: float = 60.0
+) -> httpx.Response:
+    """Ask until the answer is ready; fail with the last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = await fetch()
+        if ready(response):
+            return response
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not ready after {timeout}s: {response.status_code} {response.text[:300]}")
+        await asyncio.sleep(0.1)
+
+
+async def grid_codes(client: httpx.AsyncClient, api: Endpoints, count: int) -> list[str]:
+    """Grid codes spread over every town of the region."""
+    page = (await client.get(f"{api.intake}/v1/grids", params={"limit": 1000})).json()
+    items = page["items"]
+    step = max(len(items) // count, 1)
+    return [item["grid_code"] for item in items[::step]][:count]
+
+
+async def report_case(client: httpx.AsyncClient, api: Endpoints, external_id: str, grid: str, n: int) -> dict[str, Any]:
+    title, description, category = REPORTS[n % len(REPORTS)]
+    body: dict[str, Any] = {
+        "source_system": "hotline-12345",
+        "external_id": external_id,
+        "title": title,
+        "description": description,
+        "location": {"grid_code": grid},
+        "reporter": {"name": "王五", "phone": "13900000000"},
+    }
+    if category:
+        body["category"] = category
+    response = await client.post(f"{api.intake}/v1/cases", json=body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def close_case(client: httpx.AsyncClient, api: Endpoints, case_id: str) -> None:
+    """Take one accepted case through assignment, handling, verification and evaluation."""
+    assignment = (
+        await poll(lambda: client.get(f"{api.dispatch}/v1/cases/{case_id}/assignment"), lambda r: r.status_code == 200)
+    ).json()
+    unit = assignment["unit_id"]
+    ack = await client.post(f"{api.dispatch}/v1/cases/{case_id}/acknowledge", json={"unit_id": unit, "by": "handler-1"})
+    assert ack.status_code == 200, ack.text
+    result = await client.post(
+        f"{api.dispatch}/v1/cases/{case_id}/result",
+        json={
+            "unit_id": unit,
+            "by": "handler-1",
+            "summary": "已到现场处理完毕",
+            "evidence": ["https://files.example/p1.jpg"],
+        },
+    )
+    assert result.status_code == 200, result.text
+    await poll(
+        lambda: client.get(f"{api.supervision}/v1/cases/{case_id}"),
+        lambda r: r.status_code == 200 and r.json()["status"] == "result_reported",
+    )
+    verified = await client.post(
+        f"{api.supervision}/v1/cases/{case_id}/verification",
+        json={"passed": True, "by": "supervisor-1", "note": "现场核查属实"},
+    )
+    assert verified.status_code == 200, verified.text
+    evaluated = await client.post(f"{api.supervision}/v1/cases/{case_id}/evaluation", json={"rating": "satisfied"})
+    assert evaluated.status_code == 200, evaluated.text
+    assert evaluated.json()["status"] == "closed"
+
+
+async def drive_cases_round_the_loop(api: Endpoints, count: int, prefix: str, concurrency: int = 10) -> list[str]:
+    """Report ``count`` cases and close each; returns their case ids."""
+    limit = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        grids = await grid_codes(client, api, count)
+
+        async def one(n: int, grid: str) -> str:
+            async with limit:
+                created = await report_case(client, api, f"{prefix}-{n:05d}", grid, n)
+                await close_case(client, api, created["case_id"])
+                return str(created["case_id"])
+
+        return list(await asyncio.gather(*(one(n, grid) for n, grid in zip(range(count), itertools.cycle(grids)))))
+
+
+def assert_timeline_is_the_closed_loop(timeline: dict[str, Any]) -> None:
+    """Exactly the happy path's events, each caused by the one before, never earlier than it."""
+    events = timeline["events"]
+    assert [e["type"] for e in events] == HAPPY_PATH, [e["type"] for e in events]
+    assert events[0]["causation_id"] is None
+    for cause, effect in itertools.pairwise(events):
+        assert effect["causation_id"] == cause["event_id"], (cause["type"], effect["type"])
+        assert effect["occurred_at"] >= cause["occurred_at"]
+    assert [e["producer"] for e in events] == [
+        "intake", "triage", "dispatch", "dispatch", "dispatch", "supervision", "supervision", "supervision"
+    ]  # fmt: skip
