@@ -1,0 +1,14 @@
+"""``python -m caseloop_dispatch``: serve dispatch's API."""
+
+from caseloop_dispatch.app import create_app
+from caseloop_dispatch.config import DispatchSettings
+from caseloop_events.serve import serve
+
+
+def main() -> None:
+    settings = DispatchSettings()
+    serve(create_app(settings), settings)
+
+
+if __name__ == "__main__":
+    main()

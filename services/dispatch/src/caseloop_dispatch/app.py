@@ -1,0 +1,56 @@
+"""dispatch's composition root: the one place that wires settings, database, broker and routes."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from fastapi import FastAPI
+
+from caseloop_dispatch.adapters.tables import runtime_tables
+from caseloop_dispatch.config import DispatchSettings
+from caseloop_dispatch.entrypoints.http import router
+from caseloop_dispatch.service_layer import handlers
+from caseloop_dispatch.service_layer.handlers import DispatchServices
+from caseloop_events.clock import Clock, SystemClock
+from caseloop_events.envelope import Producer
+from caseloop_events.http import health_router, install_error_handlers
+from caseloop_events.kafka import KafkaSettings
+from caseloop_events.reference import default_reference_dir, load_reference_data
+from caseloop_events.runtime import ServiceRuntime
+from caseloop_events.unit_of_work import Database
+
+
+def create_app(
+    settings: DispatchSettings | None = None, kafka: KafkaSettings | None = None, clock: Clock | None = None
+) -> FastAPI:
+    settings = settings or DispatchSettings()
+    kafka = kafka or KafkaSettings()
+    clock = clock or SystemClock()
+    reference = load_reference_data(settings.reference_dir or default_reference_dir())
+    own_topic = kafka.topic_of(Producer.DISPATCH)
+    database = Database(settings.resolved_database_url, runtime_tables, own_topic, clock)
+    services = DispatchServices(database=database, reference=reference, clock=clock)
+    runtime = ServiceRuntime(
+        producer=Producer.DISPATCH,
+        database=database,
+        kafka=kafka,
+        consumes=(
+            kafka.topic_of(Producer.INTAKE),
+            kafka.topic_of(Producer.TRIAGE),
+            own_topic,
+            kafka.topic_of(Producer.SUPERVISION),
+        ),
+        handle=partial(handlers.handle_event, services),
+    )
+    app = FastAPI(
+        title="caseloop dispatch",
+        summary="Assignment (交办): routes judged cases to the responsible unit and takes the unit's answers.",
+        version="0.1.0",
+        lifespan=runtime.lifespan,
+    )
+    app.state.services = services
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(health_router(runtime.health))
+    app.include_router(router)
+    return app
