@@ -134,6 +134,21 @@ async def drive_cases_round_the_loop(api: Endpoints, count: int, prefix: str, co
         return list(await asyncio.gather(*(one(n, grid) for n, grid in zip(range(count), itertools.cycle(grids)))))
 
 
+async def settled_timeline(client: httpx.AsyncClient, api: Endpoints, case_id: str) -> dict[str, Any]:
+    """The case's timeline once supervision has read every topic up to the closure.
+
+    Supervision reads four topics independently; the judgment can still be on its way
+    when the closure is already in.
+    """
+    response = await poll(
+        lambda: client.get(f"{api.supervision}/v1/cases/{case_id}/timeline"),
+        lambda r: r.status_code == 200 and len(r.json()["events"]) >= len(HAPPY_PATH),
+        timeout=30.0,
+    )
+    timeline: dict[str, Any] = response.json()
+    return timeline
+
+
 def assert_timeline_is_the_closed_loop(timeline: dict[str, Any]) -> None:
     """Exactly the happy path's events, each caused by the one before, never earlier than it."""
     events = timeline["events"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,12 @@ import pytest
 
 from caseloop_deploy.stack import SERVICES, LocalStack
 from caseloop_events.broker import BrokerKind, free_port
-from tests.e2e.loop_driver import Endpoints, assert_timeline_is_the_closed_loop, drive_cases_round_the_loop
+from tests.e2e.loop_driver import (
+    Endpoints,
+    assert_timeline_is_the_closed_loop,
+    drive_cases_round_the_loop,
+    settled_timeline,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -33,8 +39,7 @@ async def test_fifty_cases_close_and_each_timeline_is_the_causal_chain(running_s
         closed = (await client.get(f"{api.supervision}/v1/cases", params={"status": "closed", "limit": 500})).json()
         assert {c["case_id"] for c in closed["items"]} >= set(case_ids)
         for case_id in case_ids:
-            timeline = (await client.get(f"{api.supervision}/v1/cases/{case_id}/timeline")).json()
-            assert_timeline_is_the_closed_loop(timeline)
+            assert_timeline_is_the_closed_loop(await settled_timeline(client, api, case_id))
 
 
 async def test_commands_that_do_not_fit_the_state_get_409_and_unknown_cases_404(running_stack: LocalStack) -> None:
@@ -54,8 +59,6 @@ async def test_commands_that_do_not_fit_the_state_get_409_and_unknown_cases_404(
 
 
 def test_a_restart_keeps_every_case_and_new_cases_still_close(tmp_path: Path) -> None:
-    import asyncio
-
     stack = a_stack(tmp_path, BrokerKind.NOIDA)
     with stack:
         api = Endpoints.of(stack)
@@ -63,7 +66,10 @@ def test_a_restart_keeps_every_case_and_new_cases_still_close(tmp_path: Path) ->
     # Same data folder, same ports: as a user running `make run` again.
     with stack:
         after = asyncio.run(drive_cases_round_the_loop(api, count=5, prefix="E2E-RESTART-B"))
-        with httpx.Client(timeout=30.0) as client:
-            for case_id in before + after:
-                timeline = client.get(f"{api.supervision}/v1/cases/{case_id}/timeline").json()
-                assert_timeline_is_the_closed_loop(timeline)
+        asyncio.run(assert_every_timeline_is_the_closed_loop(api, before + after))
+
+
+async def assert_every_timeline_is_the_closed_loop(api: Endpoints, case_ids: list[str]) -> None:
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        for case_id in case_ids:
+            assert_timeline_is_the_closed_loop(await settled_timeline(client, api, case_id))

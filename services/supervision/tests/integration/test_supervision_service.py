@@ -95,12 +95,13 @@ async def test_a_handled_case_is_verified_evaluated_and_closed_with_its_whole_ti
     case_id = events[0].case_id
     await publish_to_their_topics(kafka_settings, events)
 
-    async def result_reported() -> bool:
+    async def every_event_seen() -> bool:
         response = await supervision.get(f"/v1/cases/{case_id}")
-        return response.status_code == 200 and response.json()["status"] == "result_reported"
+        return response.status_code == 200 and response.json()["event_count"] == len(events)
 
-    await eventually(result_reported)
+    await eventually(every_event_seen)
     case = (await supervision.get(f"/v1/cases/{case_id}")).json()
+    assert case["status"] == "result_reported"
     assert case["holder"] == {"kind": "service", "id": "supervision", "name": "verification"}
     assert case["unit_id"] == "U-X"
 
