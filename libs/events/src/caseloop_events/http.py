@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from caseloop_events.errors import CaseNotFound, InvalidInput, NotFound, RuleViolation
+from caseloop_events.runtime import ServiceRuntime
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -82,3 +83,18 @@ def correlation_id(x_correlation_id: Annotated[UUID | None, Header()] = None) ->
 
 #: Route parameter alias: the correlation id of the request being handled.
 CorrelationId = Annotated[UUID, Depends(correlation_id)]
+
+
+def service_app(
+    *, title: str, summary: str, runtime: ServiceRuntime, services: object, routers: Sequence[APIRouter]
+) -> FastAPI:
+    """A service's FastAPI app: its runtime as lifespan, its handlers' dependencies in
+    ``app.state.services``, problem+json errors, ``/healthz`` and its routers."""
+    app = FastAPI(title=title, summary=summary, version="0.1.0", lifespan=runtime.lifespan)
+    app.state.services = services
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(health_router(runtime.health))
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -19,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy.engine import make_url
 
 from caseloop_events.broker import BrokerKind, LocalBroker
-from caseloop_events.envelope import Envelope
+from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, new_event
 from caseloop_events.kafka import KafkaSettings, event_headers, event_key
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -156,3 +157,22 @@ async def eventually(check: Callable[[], object], timeout: float = 30.0, interva
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def causal_chain(
+    case_id: uuid.UUID, payloads: Sequence[EventPayload], start: datetime, step: timedelta
+) -> list[Envelope]:
+    """One case's events, each caused by the one before and ``step`` after it."""
+    events: list[Envelope] = []
+    for n, payload in enumerate(payloads):
+        events.append(
+            new_event(
+                payload,
+                case_id=case_id,
+                actor=Actor(id="test", role=ActorRole.SYSTEM),
+                occurred_at=start + n * step,
+                correlation_id=uuid.uuid4(),
+                causation_id=events[-1].event_id if events else None,
+            )
+        )
+    return events

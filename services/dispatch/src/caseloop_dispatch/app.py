@@ -13,7 +13,7 @@ from caseloop_dispatch.service_layer import handlers
 from caseloop_dispatch.service_layer.handlers import DispatchServices
 from caseloop_events.clock import Clock, SystemClock
 from caseloop_events.envelope import Producer
-from caseloop_events.http import health_router, install_error_handlers
+from caseloop_events.http import service_app
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.reference import default_reference_dir, load_reference_data
 from caseloop_events.runtime import ServiceRuntime
@@ -42,15 +42,10 @@ def create_app(
         ),
         handle=partial(handlers.handle_event, services),
     )
-    app = FastAPI(
+    return service_app(
         title="caseloop dispatch",
         summary="Assignment (交办): routes judged cases to the responsible unit and takes the unit's answers.",
-        version="0.1.0",
-        lifespan=runtime.lifespan,
+        runtime=runtime,
+        services=services,
+        routers=[router],
     )
-    app.state.services = services
-    app.state.runtime = runtime
-    install_error_handlers(app)
-    app.include_router(health_router(runtime.health))
-    app.include_router(router)
-    return app

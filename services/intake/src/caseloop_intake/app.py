@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from caseloop_events.clock import Clock, SystemClock
 from caseloop_events.envelope import Producer
-from caseloop_events.http import health_router, install_error_handlers
+from caseloop_events.http import service_app
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.reference import default_reference_dir, load_reference_data
 from caseloop_events.runtime import ServiceRuntime
@@ -30,15 +30,10 @@ def create_app(
     runtime = ServiceRuntime(
         producer=Producer.INTAKE, database=database, kafka=kafka, consumes=(own_topic,), handle=handlers.handle_event
     )
-    app = FastAPI(
+    return service_app(
         title="caseloop intake",
         summary="Screening (排查/受理): accepts cases raised by other government systems.",
-        version="0.1.0",
-        lifespan=runtime.lifespan,
+        runtime=runtime,
+        services=IntakeServices(database=database, reference=reference, clock=clock),
+        routers=[router],
     )
-    app.state.services = IntakeServices(database=database, reference=reference, clock=clock)
-    app.state.runtime = runtime
-    install_error_handlers(app)
-    app.include_router(health_router(runtime.health))
-    app.include_router(router)
-    return app

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from caseloop_events.clock import Clock, SystemClock
 from caseloop_events.envelope import Producer
-from caseloop_events.http import health_router, install_error_handlers
+from caseloop_events.http import service_app
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.runtime import ServiceRuntime
 from caseloop_events.unit_of_work import Database
@@ -32,15 +32,10 @@ def create_app(
         consumes=tuple(kafka.topic_of(p) for p in Producer),
         handle=handlers.handle_event,
     )
-    app = FastAPI(
+    return service_app(
         title="caseloop supervision",
         summary="Supervision (督办) and feedback (反馈): verification, evaluation, closure, case timelines.",
-        version="0.1.0",
-        lifespan=runtime.lifespan,
+        runtime=runtime,
+        services=SupervisionServices(database=database, clock=clock),
+        routers=[router],
     )
-    app.state.services = SupervisionServices(database=database, clock=clock)
-    app.state.runtime = runtime
-    install_error_handlers(app)
-    app.include_router(health_router(runtime.health))
-    app.include_router(router)
-    return app

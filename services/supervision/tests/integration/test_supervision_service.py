@@ -15,9 +15,9 @@ from caseloop_events.contracts.common import HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import AssignmentRoute, CaseAcknowledged, CaseAssigned, CaseResultReported
 from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, Producer, new_event
+from caseloop_events.envelope import Envelope, EventPayload, Producer
 from caseloop_events.kafka import KafkaSettings
-from caseloop_events.testing import eventually, publish, read_events
+from caseloop_events.testing import causal_chain, eventually, publish, read_events
 from caseloop_supervision.app import create_app
 from caseloop_supervision.config import SupervisionSettings
 
@@ -67,19 +67,7 @@ def a_handled_case() -> list[Envelope]:
         CaseAcknowledged(unit_id="U-X", acknowledged_by="h"),
         CaseResultReported(unit_id="U-X", reported_by="h", summary="已修复"),
     ]
-    events: list[Envelope] = []
-    for n, payload in enumerate(payloads):
-        events.append(
-            new_event(
-                payload,
-                case_id=case_id,
-                actor=Actor(id="x", role=ActorRole.SYSTEM),
-                occurred_at=start + timedelta(seconds=n),
-                correlation_id=uuid.uuid4(),
-                causation_id=events[-1].event_id if events else None,
-            )
-        )
-    return events
+    return causal_chain(case_id, payloads, start, timedelta(seconds=1))
 
 
 async def publish_to_their_topics(kafka: KafkaSettings, events: list[Envelope]) -> None:

@@ -19,7 +19,8 @@ from caseloop_events.contracts.supervision import (
     Rating,
 )
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, Producer, new_event
+from caseloop_events.envelope import ActorRole, Envelope, EventPayload, Producer
+from caseloop_events.testing import causal_chain
 from caseloop_supervision.domain.decisions import (
     EvaluateHandling,
     NotAwaitingEvaluation,
@@ -36,19 +37,7 @@ CASE = uuid.uuid4()
 
 def chain(*payloads: EventPayload) -> list[Envelope]:
     """Events of one case, each caused by the one before, a minute apart."""
-    events: list[Envelope] = []
-    for n, payload in enumerate(payloads):
-        events.append(
-            new_event(
-                payload,
-                case_id=CASE,
-                actor=Actor(id="x", role=ActorRole.SYSTEM),
-                occurred_at=T0 + timedelta(minutes=n),
-                correlation_id=uuid.uuid4(),
-                causation_id=events[-1].event_id if events else None,
-            )
-        )
-    return events
+    return causal_chain(CASE, payloads, T0, timedelta(minutes=1))
 
 
 ACCEPTED = CaseAccepted(

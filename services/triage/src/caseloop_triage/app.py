@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from caseloop_events.clock import Clock, SystemClock
 from caseloop_events.envelope import Producer
-from caseloop_events.http import health_router, install_error_handlers
+from caseloop_events.http import service_app
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.reference import default_reference_dir, load_reference_data
 from caseloop_events.runtime import ServiceRuntime
@@ -37,15 +37,10 @@ def create_app(
         consumes=(kafka.topic_of(Producer.INTAKE), own_topic),
         handle=partial(handlers.handle_event, services),
     )
-    app = FastAPI(
+    return service_app(
         title="caseloop triage",
         summary="Judgment (研判): what an accepted case is, how risky, who handles it, how fast.",
-        version="0.1.0",
-        lifespan=runtime.lifespan,
+        runtime=runtime,
+        services=services,
+        routers=[router],
     )
-    app.state.services = services
-    app.state.runtime = runtime
-    install_error_handlers(app)
-    app.include_router(health_router(runtime.health))
-    app.include_router(router)
-    return app
