@@ -1,8 +1,10 @@
 """Test fixtures shared by every package's tests (loaded by the root conftest.py).
 
-Real parts, not mocks: a local Kafka-protocol broker process and real databases —
-a SQLite file, and a fresh database on the local PostgreSQL (``CASELOOP_TEST_POSTGRES_URL``,
-default ``postgresql+asyncpg://postgres@127.0.0.1:5432/postgres``) that is dropped afterwards.
+Real parts, not mocks: a Kafka-protocol broker and real databases — a SQLite file, and a fresh
+PostgreSQL database that is dropped afterwards. Where a Docker engine answers (and
+``CASELOOP_TESTCONTAINERS`` is not ``0``), Kafka and PostgreSQL run in testcontainers;
+elsewhere a local noida-db process and the local PostgreSQL (``CASELOOP_TEST_POSTGRES_URL``,
+default ``postgresql+asyncpg://postgres@127.0.0.1:5432/postgres``) are used.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -23,20 +26,57 @@ from caseloop_events.broker import BrokerKind, LocalBroker
 from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, new_event
 from caseloop_events.kafka import KafkaSettings, event_headers, event_key
 
-POSTGRES_ADMIN_URL = os.environ.get(
+LOCAL_POSTGRES_URL = os.environ.get(
     "CASELOOP_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 
 
+@dataclass(frozen=True)
+class BrokerEndpoint:
+    bootstrap_servers: str
+    supports_idempotent_producer: bool
+
+
+def docker_engine_available() -> bool:
+    """True when testcontainers can start containers here (and nobody said not to)."""
+    if os.environ.get("CASELOOP_TESTCONTAINERS") == "0":
+        return False
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:  # no client config, no socket, no engine: all mean "use local processes"
+        return False
+    return True
+
+
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    """A noida-db broker for the whole test session."""
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerEndpoint]:
+    """A Kafka broker for the whole test session: a container where Docker runs, else noida-db."""
+    if docker_engine_available():
+        from testcontainers.community.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield BrokerEndpoint(container.get_bootstrap_server(), supports_idempotent_producer=True)
+        return
     with LocalBroker(BrokerKind.NOIDA, tmp_path_factory.mktemp("broker")) as broker:
-        yield broker
+        yield BrokerEndpoint(broker.bootstrap_servers, broker.supports_idempotent_producer)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A PostgreSQL server to create test databases on: a container where Docker runs, else the local one."""
+    if docker_engine_available():
+        from testcontainers.community.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16", driver="asyncpg") as container:
+            yield container.get_connection_url()
+        return
+    yield LOCAL_POSTGRES_URL
 
 
 @pytest.fixture
-def kafka_settings(kafka_broker: LocalBroker) -> KafkaSettings:
+def kafka_settings(kafka_broker: BrokerEndpoint) -> KafkaSettings:
     """Settings pointing at the session broker, in topics of the test's own."""
     return KafkaSettings(
         kafka_bootstrap_servers=kafka_broker.bootstrap_servers,
@@ -46,9 +86,9 @@ def kafka_settings(kafka_broker: LocalBroker) -> KafkaSettings:
     )
 
 
-async def create_postgres_database(prefix: str = "caseloop_test") -> str:
-    """Create an empty database on the local PostgreSQL and return its SQLAlchemy URL."""
-    admin = make_url(POSTGRES_ADMIN_URL)
+async def create_postgres_database(admin_url: str, prefix: str = "caseloop_test") -> str:
+    """Create an empty database on the server of ``admin_url`` and return its SQLAlchemy URL."""
+    admin = make_url(admin_url)
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     connection = await asyncpg.connect(
         host=admin.host, port=admin.port or 5432, user=admin.username, password=admin.password, database=admin.database
@@ -60,8 +100,8 @@ async def create_postgres_database(prefix: str = "caseloop_test") -> str:
     return admin.set(database=name).render_as_string(hide_password=False)
 
 
-async def drop_postgres_database(url: str) -> None:
-    admin = make_url(POSTGRES_ADMIN_URL)
+async def drop_postgres_database(admin_url: str, url: str) -> None:
+    admin = make_url(admin_url)
     connection = await asyncpg.connect(
         host=admin.host, port=admin.port or 5432, user=admin.username, password=admin.password, database=admin.database
     )
@@ -77,11 +117,12 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
         return
-    url = await create_postgres_database()
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    url = await create_postgres_database(admin_url)
     try:
         yield url
     finally:
-        await drop_postgres_database(url)
+        await drop_postgres_database(admin_url, url)
 
 
 async def publish(bootstrap_servers: str, topic: str, *events: Envelope, raw: bytes | None = None) -> None:
