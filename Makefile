@@ -28,7 +28,7 @@ run: install ## start a local broker and the four services on SQLite under ./dat
 test: install ## the whole test suite: unit, integration (SQLite, PostgreSQL), end-to-end (noida-db, Tansu)
 	$(BIN)/python -m pytest -q
 
-test-fast: install ## unit and contract tests only
+test-fast: install ## unit, contract and SQLite integration tests (no PostgreSQL, no end-to-end)
 	$(BIN)/python -m pytest -q -m "not e2e and not postgres" libs services
 
 fmt: install ## format the code

@@ -53,8 +53,8 @@ CATEGORIES: dict[str, tuple[str, str, str]] = {
     "greening": ("园林绿化", "绿化 树木 行道树 草坪 枯树 修剪", "greenery, lawn, fallen tree, pruning"),
     "high_rise_fire": (
         "高层建筑消防",
-        "高层建筑 高层住宅 高楼 楼道堆物 消防电梯 自动喷淋",
-        "high-rise, high rise, tower block, sprinkler",
+        "高层消防 高层火灾隐患 楼道堆物 消防电梯 自动喷淋",
+        "high-rise fire, sprinkler, fire lift",
     ),
     "illegal_construction": (
         "违法建设",
@@ -138,6 +138,7 @@ ESCALATIONS: list[tuple[str, str, list[str]]] = [
     ("R-ESC-FIRE", "明火或冒烟一律按紧急处置", ["起火", "着火", "冒烟", "on fire", "blaze"]),
     ("R-ESC-EXPLOSION", "爆炸或爆燃一律按紧急处置", ["爆炸", "爆燃", "explosion", "exploded"]),
     ("R-ESC-CASUALTY", "有人员受伤或伤亡一律按紧急处置", ["受伤", "伤亡", "injured", "casualty", "casualties"]),
+    ("R-ESC-GAS-LEAK", "燃气或煤气泄漏一律按紧急处置", ["燃气泄漏", "煤气泄漏", "gas leak"]),
 ]
 HANDLING_LEVEL_NAMES = {"grid": "网格", "village": "村（社区）", "town": "镇街", "district": "区级部门"}
 TRIAGE_DEFAULTS = {"risk_level": 3, "sla_tier": "general", "handling_level": "town"}
@@ -379,7 +380,9 @@ def build_triage_rules() -> dict[str, Any]:
                 "then": {"risk_level": risk, "sla_tier": tier, "handling_level": level},
             }
         )
-    for code, (name, *_) in CATEGORIES.items():
+    # The most severe category first: a report naming a gas leak in an old person's home is a
+    # gas-safety case, not an elderly-care one, since the first rule to set a field wins.
+    for code, (name, *_) in sorted(CATEGORIES.items(), key=lambda item: (CATEGORY_PROFILES[item[0]][0], item[0])):
         risk, tier, level = CATEGORY_PROFILES[code]
         rules.append(
             {

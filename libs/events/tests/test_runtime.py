@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import MetaData, func, select
 
 from caseloop_events.clock import SystemClock
-from caseloop_events.consumer import Delivery, EventConsumer
+from caseloop_events.consumer import HANDLER_ATTEMPTS, Delivery, EventConsumer
 from caseloop_events.contracts.supervision import CaseVerified
 from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, new_event
 from caseloop_events.kafka import KafkaSettings
@@ -163,3 +163,40 @@ async def test_after_a_restart_the_consumer_resumes_from_its_database_checkpoint
     finally:
         await restarted.stop()
     assert restarted_handler.seen == [second.event_id]
+
+
+class FailingHandler(RecordingHandler):
+    """Refuses one event every time, as a handler bug or a constraint violation would."""
+
+    def __init__(self, refused: uuid.UUID) -> None:
+        super().__init__()
+        self.refused = refused
+        self.attempts = 0
+
+    async def __call__(self, uow: UnitOfWork, event: Envelope, delivery: Delivery) -> None:
+        if event.event_id == self.refused:
+            self.attempts += 1
+            raise ValueError("this event can never be handled")
+        await super().__call__(uow, event, delivery)
+
+
+async def test_an_event_its_handler_always_refuses_is_dead_lettered_and_the_rest_flow_on(
+    database: Database, producer: AIOKafkaProducer, kafka_settings: KafkaSettings
+) -> None:
+    topic = kafka_settings.topic_of(Producer.SUPERVISION)
+    case_id = uuid.uuid4()
+    refused, after = a_verified_event(case_id), a_verified_event(case_id)
+    await publish(kafka_settings.kafka_bootstrap_servers, topic, refused, after)
+    handler = FailingHandler(refused.event_id)
+    consumer = a_consumer(database, kafka_settings, handler, producer)
+    await consumer.start()
+    try:
+        await drain(consumer, 2)
+    finally:
+        await consumer.stop()
+    assert handler.attempts == HANDLER_ATTEMPTS
+    assert handler.seen == [after.event_id]
+    dead = await read_topic(
+        kafka_settings.kafka_bootstrap_servers, kafka_settings.deadletter_topic, until=lambda v: len(v) >= 1
+    )
+    assert "this event can never be handled" in json.loads(dead[0])["error"]

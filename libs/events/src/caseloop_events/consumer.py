@@ -9,12 +9,14 @@ import base64
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from caseloop_events.envelope import Envelope, UnknownEventType
 from caseloop_events.unit_of_work import Database, UnitOfWork
@@ -37,6 +39,9 @@ EventHandler = Callable[[UnitOfWork, Envelope, Delivery], Awaitable[None]]
 #: How often a handler that raises is tried before its event is dead-lettered. Database
 #: outages are not counted: the consumer waits for the database rather than skip events.
 HANDLER_ATTEMPTS = 3
+
+#: Errors that say the database is unreachable or busy, not that the event is bad.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
 
 
 class EventConsumer:
@@ -84,13 +89,8 @@ class EventConsumer:
             TopicPartition(topic, p) for topic in self._topics for p in sorted(await self._partitions_of(topic))
         ]
         consumer.assign(partitions)
-        stored = await self._stored_checkpoints()
-        for tp in partitions:
-            if tp in stored:
-                consumer.seek(tp, stored[tp])
-            else:
-                await consumer.seek_to_beginning(tp)
-            self.positions[tp] = stored.get(tp, 0)
+        self.positions = dict.fromkeys(partitions, 0)
+        await self._seek_to_checkpoints()
 
     async def _partitions_of(self, topic: str) -> set[int]:
         assert self._consumer is not None
@@ -116,9 +116,31 @@ class EventConsumer:
             self._consumer = None
 
     async def run(self) -> None:
-        """Consume until cancelled."""
+        """Consume until cancelled. A broker or database outage is waited out: after it, the
+        consumer seeks back to the database checkpoints, so a half-processed batch is re-read."""
+        backoff = 0.5
         while True:
-            await self.poll_once()
+            try:
+                await self.poll_once()
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("consumer %s failed; resuming from the checkpoints in %.1fs", self.name, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                with suppress(Exception):
+                    await self._seek_to_checkpoints()
+
+    async def _seek_to_checkpoints(self) -> None:
+        assert self._consumer is not None
+        stored = await self._stored_checkpoints()
+        for tp in self.positions:
+            if tp in stored:
+                self._consumer.seek(tp, stored[tp])
+            else:
+                await self._consumer.seek_to_beginning(tp)
+            self.positions[tp] = stored.get(tp, 0)
 
     async def poll_once(self, timeout_ms: int = 500) -> int:
         """Fetch and process one batch; returns how many records it held."""
@@ -162,7 +184,7 @@ class EventConsumer:
                 break
             except asyncio.CancelledError:
                 raise
-            except (OperationalError, DBAPIError, OSError) as error:
+            except TRANSIENT_ERRORS as error:
                 log.warning("database unavailable while handling %s (%s); retrying", event.event_id, error)
                 await asyncio.sleep(min(0.5 * attempt, 5.0))
             except Exception as error:

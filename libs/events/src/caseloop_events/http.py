@@ -2,20 +2,47 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from caseloop_events.errors import CaseNotFound, InvalidInput, NotFound, RuleViolation
 from caseloop_events.runtime import ServiceRuntime
 
+log = logging.getLogger(__name__)
+
 PROBLEM_JSON = "application/problem+json"
+
+#: The deepest page a list answers: beyond it the databases' integer types overflow.
+MAX_OFFSET = 1_000_000
+
+#: Route parameter alias for a list's offset.
+PageOffset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class RequestBody(BaseModel):
+    """Base of every request body: unknown fields and control characters are refused (422)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        # PostgreSQL cannot store NUL in text; no case text needs control characters.
+        if isinstance(value, str) and _CONTROL_CHARACTERS.search(value):
+            raise ValueError("control characters are not allowed")
+        return value
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -49,6 +76,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, RuleViolation)
         return problem(409, "Command does not fit the case's state", error.reason, rule=error.rule)
 
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+        return problem(500, "Internal error", "the request failed unexpectedly; it has been logged")
+
     async def http_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
         return problem(error.status_code, str(error.detail), str(error.detail))
@@ -59,6 +90,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(RuleViolation, rule_violation)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
 
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from aiokafka import AIOKafkaProducer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,9 +56,14 @@ def event_key(event: Envelope) -> bytes:
 
 def event_headers(event: Envelope) -> list[tuple[str, bytes]]:
     """Headers repeating type, version and correlation id, for tools that do not parse the body."""
+    return stored_event_headers(event.model_dump(mode="json"))
+
+
+def stored_event_headers(envelope: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    """The same headers from an envelope's JSON fields, without validating its payload."""
     return [
-        ("ce_type", event.type.encode()),
-        ("ce_schema_version", str(event.schema_version).encode()),
-        ("ce_correlation_id", str(event.correlation_id).encode()),
-        ("ce_id", str(event.event_id).encode()),
+        ("ce_type", str(envelope["type"]).encode()),
+        ("ce_schema_version", str(envelope["schema_version"]).encode()),
+        ("ce_correlation_id", str(envelope["correlation_id"]).encode()),
+        ("ce_id", str(envelope["event_id"]).encode()),
     ]

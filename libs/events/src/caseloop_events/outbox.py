@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, update
 
 from caseloop_events.envelope import Envelope
-from caseloop_events.kafka import event_headers, event_key
+from caseloop_events.kafka import stored_event_headers
 from caseloop_events.unit_of_work import Database
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class OutboxRelay:
         async with self._database.reading() as session:
             rows = (
                 await session.execute(
-                    select(outbox.c.position, outbox.c.topic, outbox.c.envelope)
+                    select(outbox.c.position, outbox.c.topic, outbox.c.case_id, outbox.c.envelope)
                     .where(outbox.c.published_at.is_(None))
                     .order_by(outbox.c.position)
                     .limit(self._batch_size)
@@ -76,16 +77,19 @@ class OutboxRelay:
         if not rows:
             return 0
         deliveries = []
-        for _position, topic, raw in rows:
-            event = Envelope.model_validate_json(raw)
+        for _position, topic, case_id, raw in rows:
+            # The stored bytes go out as they are: a row written under an older contract must
+            # not stop the relay, and consumers validate anyway.
             deliveries.append(
-                await self._producer.send(topic, value=raw.encode(), key=event_key(event), headers=event_headers(event))
+                await self._producer.send(
+                    topic, value=raw.encode(), key=case_id.encode(), headers=stored_event_headers(json.loads(raw))
+                )
             )
         await asyncio.gather(*deliveries)
         async with self._database.transaction() as uow:
             await uow.session.execute(
                 update(outbox)
-                .where(outbox.c.position.in_([position for position, _, _ in rows]))
+                .where(outbox.c.position.in_([row.position for row in rows]))
                 .values(published_at=self._database.clock.now())
             )
         self.published_total += len(rows)

@@ -136,11 +136,17 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
-        # writes fails with SQLITE_BUSY when another writer got in between, whatever the timeout.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writing transactions ask for IMMEDIATE (see SQLITE_WRITE): it takes the write lock up
+        # front, because a deferred transaction that reads and then writes fails with SQLITE_BUSY
+        # when another writer got in between, whatever the timeout. Reads stay deferred, so in WAL
+        # mode they never wait for a writer.
+        connection.exec_driver_sql(f"BEGIN {connection.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
 
     return engine
+
+
+#: Execution options of a connection that will write: on SQLite its transaction takes the write lock first.
+SQLITE_WRITE = {"sqlite_begin": "IMMEDIATE"}
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -14,6 +14,7 @@ from caseloop_events.causal import causal_order
 from caseloop_events.clock import Clock
 from caseloop_events.envelope import Envelope
 from caseloop_events.storage import (
+    SQLITE_WRITE,
     RuntimeTables,
     create_engine,
     create_schema,
@@ -147,6 +148,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[UnitOfWork]:
         """Everything inside commits together or not at all."""
         async with self.sessions() as session, session.begin():
+            await session.connection(execution_options=SQLITE_WRITE)
             uow = UnitOfWork(session, self.tables, self.topic, self.clock)
             yield uow
         if uow.emitted:

@@ -107,3 +107,15 @@ async def test_grids_can_be_found_by_town_and_name(intake: httpx.AsyncClient) ->
     assert len(page["items"]) == 5
     assert all(item["town_code"] == GRID[:9] for item in page["items"])
     assert page["items"][0]["district_code"] == GRID[:6]
+
+
+async def test_control_characters_in_text_are_bad_input_not_a_server_error(intake: httpx.AsyncClient) -> None:
+    response = await intake.post("/v1/cases", json=a_report("INT-NUL-1", title="a\u0000b"))
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["body.title"]
+
+
+async def test_unknown_fields_are_refused(intake: httpx.AsyncClient) -> None:
+    response = await intake.post("/v1/cases", json=a_report("INT-EXTRA-1", priority="high"))
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["body.priority"]

@@ -153,3 +153,9 @@ async def test_an_unknown_case_is_404_and_a_bad_rating_422(supervision: httpx.As
     bad = await supervision.post(f"/v1/cases/{unknown}/evaluation", json={"rating": "meh"})
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "body.rating"
+
+
+async def test_a_page_offset_beyond_any_list_is_bad_input(supervision: httpx.AsyncClient) -> None:
+    response = await supervision.get("/v1/cases", params={"offset": 10**19})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "query.offset"

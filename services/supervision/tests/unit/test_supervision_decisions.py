@@ -121,7 +121,9 @@ def test_a_satisfied_evaluation_closes_the_case_as_its_consequence() -> None:
 def test_an_unsatisfied_evaluation_does_not_close_the_case() -> None:
     events = chain(*HANDLED, CaseVerified(verified_by="s"))
     [evaluated] = evaluate(fold(CASE, events), evaluate_command(Rating.UNSATISFIED))
-    assert fold(CASE, [*events, evaluated]).status is CaseStatus.VERIFIED
+    unsatisfied = fold(CASE, [*events, evaluated])
+    assert unsatisfied.status is CaseStatus.VERIFIED
+    assert unsatisfied.holder.kind is HolderKind.SERVICE, "the citizen has had their say"
 
 
 def test_an_unverified_case_cannot_be_evaluated() -> None:

@@ -19,7 +19,7 @@ from caseloop_dispatch.service_layer import handlers, views
 from caseloop_dispatch.service_layer.handlers import DispatchServices
 from caseloop_dispatch.service_layer.views import AssignmentView
 from caseloop_events.contracts.common import CaseStatus
-from caseloop_events.http import CorrelationId
+from caseloop_events.http import CorrelationId, PageOffset
 
 
 def get_services(request: Request) -> DispatchServices:
@@ -69,7 +69,7 @@ async def unit_inbox(
     unit_id: Annotated[str, Path(max_length=64)],
     status: CaseStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: PageOffset = 0,
 ) -> AssignmentPage:
     """A unit's inbox: the cases assigned to it, newest first."""
     page = await views.unit_inbox(services.database, services.reference, unit_id, status, limit, offset)

@@ -9,25 +9,21 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.dispatch import AssignmentRoute
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
+from caseloop_events.http import RequestBody
 
 UnitId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 PersonId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Evidence = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 
 
-class AcknowledgementCreate(Strict):
+class AcknowledgementCreate(RequestBody):
     """The assigned unit signs for a case (签收)."""
 
     unit_id: UnitId = Field(description="the acting unit (GET /v1/units)", examples=["U-TRANSPORT"])
     by: PersonId = Field(description="who in the unit signs", examples=["wang.wei"])
 
 
-class ResultCreate(Strict):
+class ResultCreate(RequestBody):
     """The assigned unit reports the case handled (办结)."""
 
     unit_id: UnitId = Field(description="the acting unit (GET /v1/units)", examples=["U-TRANSPORT"])

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from caseloop_events.contracts.intake import Reporter
 from caseloop_events.errors import InvalidInput
-from caseloop_events.http import CorrelationId
+from caseloop_events.http import CorrelationId, PageOffset
 from caseloop_intake.domain.model import IntakeCase, LocationGiven, ReportCase
 from caseloop_intake.entrypoints.schemas import (
     CaseCreate,
@@ -101,7 +101,7 @@ async def list_grids(
     village_code: Annotated[str | None, Query(max_length=32)] = None,
     q: Annotated[str | None, Query(max_length=64, description="part of a grid, group, village or town name")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: PageOffset = 0,
 ) -> GridPage:
     """The grid codes of the region with their group, village, town and district."""
     places = [

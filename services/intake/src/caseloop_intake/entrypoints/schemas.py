@@ -5,17 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, Field, StringConstraints, model_validator
 
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.intake import CaseLocation, Reporter
+from caseloop_events.http import RequestBody
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class LocationIn(Strict):
+class LocationIn(RequestBody):
     grid_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{16}$")] | None = Field(
         default=None, description="the grid's 16-digit code (GET /v1/grids)", examples=["3301100010010101"]
     )
@@ -30,12 +27,12 @@ class LocationIn(Strict):
         return self
 
 
-class ReporterIn(Strict):
+class ReporterIn(RequestBody):
     name: str | None = Field(default=None, min_length=1, max_length=64)
     phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 -]{2,19}$")] | None = None
 
 
-class CaseCreate(Strict):
+class CaseCreate(RequestBody):
     """A case reported by another government system."""
 
     source_system: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{1,63}$")] = Field(

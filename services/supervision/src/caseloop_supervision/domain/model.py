@@ -90,8 +90,11 @@ class SupervisedCase:
                 return Holder(HolderKind.UNIT, self.unit_id, self.unit_name)
             case CaseStatus.RESULT_REPORTED:
                 return Holder(HolderKind.SERVICE, "supervision", "verification")
-            case CaseStatus.VERIFIED:
+            case CaseStatus.VERIFIED if self.rating is None:
                 return Holder(HolderKind.CITIZEN, None, "evaluation")
+            case CaseStatus.VERIFIED:
+                # Rated unsatisfied: supervision decides on reopening (重办), a stage still to be built.
+                return Holder(HolderKind.SERVICE, "supervision", "reopening")
             case _:
                 return Holder(HolderKind.NOBODY)
 

@@ -6,11 +6,11 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.supervision import Rating
-from caseloop_events.http import CorrelationId
+from caseloop_events.http import CorrelationId, PageOffset, RequestBody
 from caseloop_supervision.domain.decisions import EvaluateHandling, VerifyResult
 from caseloop_supervision.service_layer import handlers
 from caseloop_supervision.service_layer.handlers import SupervisionServices
@@ -25,17 +25,13 @@ def get_services(request: Request) -> SupervisionServices:
 Services = Annotated[SupervisionServices, Depends(get_services)]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class VerificationIn(Strict):
+class VerificationIn(RequestBody):
     passed: bool
     by: str = Field(min_length=1, max_length=64, description="the verifying supervisor")
     note: str = Field(default="", max_length=2000)
 
 
-class EvaluationIn(Strict):
+class EvaluationIn(RequestBody):
     rating: Rating
     comment: str = Field(default="", max_length=2000)
 
@@ -50,7 +46,7 @@ async def list_cases(
     town_code: Annotated[str | None, Query(max_length=32)] = None,
     unit_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: PageOffset = 0,
 ) -> CasePage:
     """Cases, most recently changed first, filtered by status, town and unit."""
     return await handlers.list_cases(
