@@ -11,6 +11,7 @@ import pytest
 
 from caseloop_deploy.stack import SERVICES, LocalStack
 from caseloop_events.broker import BrokerKind, free_port
+from caseloop_events.testing import create_postgres_database, drop_postgres_database
 from tests.e2e.loop_driver import (
     Endpoints,
     assert_timeline_is_the_closed_loop,
@@ -73,3 +74,24 @@ async def assert_every_timeline_is_the_closed_loop(api: Endpoints, case_ids: lis
     async with httpx.AsyncClient(timeout=30.0) as client:
         for case_id in case_ids:
             assert_timeline_is_the_closed_loop(await settled_timeline(client, api, case_id))
+
+
+@pytest.mark.postgres
+async def test_the_loop_closes_with_every_service_on_its_own_postgresql_database(
+    tmp_path: Path, postgres_admin_url: str
+) -> None:
+    urls = {name: await create_postgres_database(postgres_admin_url, f"caseloop_e2e_{name}") for name in SERVICES}
+    stack = LocalStack(
+        tmp_path, broker_kind=BrokerKind.NOIDA, ports={name: free_port() for name in SERVICES}, database_urls=urls
+    )
+    try:
+        await asyncio.to_thread(stack.start)
+        api = Endpoints.of(stack)
+        case_ids = await drive_cases_round_the_loop(api, count=10, prefix="E2E-PG")
+        await assert_every_timeline_is_the_closed_loop(api, case_ids)
+    finally:
+        await asyncio.to_thread(stack.stop)
+        for url in urls.values():
+            await drop_postgres_database(postgres_admin_url, url)
+    for name in SERVICES:
+        assert "started: database postgresql" in stack.services[name].log_path.read_text(), f"{name} not on PostgreSQL"
