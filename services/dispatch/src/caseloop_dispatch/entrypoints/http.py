@@ -8,16 +8,10 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from caseloop_dispatch.domain.model import AcknowledgeCase, ReportResult
-from caseloop_dispatch.entrypoints.schemas import (
-    AcknowledgementCreate,
-    AssignmentPage,
-    AssignmentRead,
-    ResultCreate,
-    UnitRead,
-)
+from caseloop_dispatch.entrypoints.schemas import AcknowledgementCreate, ResultCreate, UnitRead
 from caseloop_dispatch.service_layer import handlers, views
 from caseloop_dispatch.service_layer.handlers import DispatchServices
-from caseloop_dispatch.service_layer.views import AssignmentView
+from caseloop_dispatch.service_layer.views import AssignmentView, InboxPage
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.http import CorrelationId, PageOffset
 
@@ -32,25 +26,25 @@ Services = Annotated[DispatchServices, Depends(get_services)]
 router = APIRouter(prefix="/v1", tags=["assignment"])
 
 
-@router.get("/cases/{case_id}/assignment", response_model=AssignmentRead)
-async def read_assignment(case_id: UUID, services: Services) -> AssignmentRead:
+@router.get("/cases/{case_id}/assignment", response_model=AssignmentView)
+async def read_assignment(case_id: UUID, services: Services) -> AssignmentView:
     """The unit a case is assigned to, why, and where it stands."""
-    return _assignment_read(await views.assignment(services.database, case_id))
+    return await views.assignment(services.database, case_id)
 
 
-@router.post("/cases/{case_id}/acknowledge", response_model=AssignmentRead)
+@router.post("/cases/{case_id}/acknowledge", response_model=AssignmentView)
 async def acknowledge_case(
     case_id: UUID, body: AcknowledgementCreate, services: Services, correlation_id: CorrelationId
-) -> AssignmentRead:
+) -> AssignmentView:
     """The assigned unit signs for the case (签收); its handling clock starts."""
     command = AcknowledgeCase(case_id=case_id, unit_id=body.unit_id, by=body.by, now=services.clock.now())
-    return _assignment_read(await handlers.acknowledge_case(services, command, correlation_id))
+    return await handlers.acknowledge_case(services, command, correlation_id)
 
 
-@router.post("/cases/{case_id}/result", response_model=AssignmentRead)
+@router.post("/cases/{case_id}/result", response_model=AssignmentView)
 async def report_result(
     case_id: UUID, body: ResultCreate, services: Services, correlation_id: CorrelationId
-) -> AssignmentRead:
+) -> AssignmentView:
     """The assigned unit reports the case handled (办结), with what it did."""
     command = ReportResult(
         case_id=case_id,
@@ -60,22 +54,19 @@ async def report_result(
         evidence=tuple(body.evidence),
         now=services.clock.now(),
     )
-    return _assignment_read(await handlers.report_case_result(services, command, correlation_id))
+    return await handlers.report_case_result(services, command, correlation_id)
 
 
-@router.get("/units/{unit_id}/cases", response_model=AssignmentPage)
+@router.get("/units/{unit_id}/cases", response_model=InboxPage)
 async def unit_inbox(
     services: Services,
     unit_id: Annotated[str, Path(max_length=64)],
     status: CaseStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: PageOffset = 0,
-) -> AssignmentPage:
+) -> InboxPage:
     """A unit's inbox: the cases assigned to it, newest first."""
-    page = await views.unit_inbox(services.database, services.reference, unit_id, status, limit, offset)
-    return AssignmentPage(
-        items=[_assignment_read(view) for view in page.items], total=page.total, limit=page.limit, offset=page.offset
-    )
+    return await views.unit_inbox(services.database, services.reference, unit_id, status, limit, offset)
 
 
 @router.get("/units", response_model=list[UnitRead], tags=["reference"])
@@ -93,7 +84,3 @@ async def list_units(services: Services) -> list[UnitRead]:
         )
         for unit in services.reference.units.values()
     ]
-
-
-def _assignment_read(view: AssignmentView) -> AssignmentRead:
-    return AssignmentRead.model_validate(view)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
-from caseloop_events.contracts.common import CaseStatus
-from caseloop_events.contracts.dispatch import AssignmentRoute
 from caseloop_events.http import RequestBody
 
 UnitId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -30,35 +27,6 @@ class ResultCreate(RequestBody):
     by: PersonId = Field(description="who in the unit reports", examples=["wang.wei"])
     summary: str = Field(min_length=1, max_length=5000)
     evidence: list[Evidence] = Field(default_factory=list, max_length=20, description="notes or URLs of photos, files")
-
-
-class AssignmentRead(BaseModel):
-    """Where an assigned case stands with its unit."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    case_id: UUID
-    case_no: str | None
-    title: str | None
-    unit_id: str
-    unit_name: str
-    route: AssignmentRoute
-    reason: str
-    status: CaseStatus
-    category: str | None
-    town_code: str
-    grid_code: str | None
-    assigned_at: AwareDatetime
-    acknowledged_at: AwareDatetime | None
-    result_reported_at: AwareDatetime | None
-    updated_at: AwareDatetime
-
-
-class AssignmentPage(BaseModel):
-    items: list[AssignmentRead]
-    total: int
-    limit: int
-    offset: int
 
 
 class UnitRead(BaseModel):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from pydantic import AwareDatetime, BaseModel
 from sqlalchemy import RowMapping, func, select
 
 from caseloop_dispatch.adapters.tables import assignments
@@ -18,9 +18,8 @@ from caseloop_events.reference import ReferenceData
 from caseloop_events.unit_of_work import Database
 
 
-@dataclass(frozen=True)
-class AssignmentView:
-    """Where an assigned case stands with its unit."""
+class AssignmentView(BaseModel):
+    """Where an assigned case stands with its unit (also the API's answer)."""
 
     case_id: UUID
     case_no: str | None
@@ -33,14 +32,13 @@ class AssignmentView:
     category: str | None
     town_code: str
     grid_code: str | None
-    assigned_at: datetime
-    acknowledged_at: datetime | None
-    result_reported_at: datetime | None
-    updated_at: datetime
+    assigned_at: AwareDatetime
+    acknowledged_at: AwareDatetime | None
+    result_reported_at: AwareDatetime | None
+    updated_at: AwareDatetime
 
 
-@dataclass(frozen=True)
-class InboxPage:
+class InboxPage(BaseModel):
     items: list[AssignmentView]
     total: int
     limit: int
