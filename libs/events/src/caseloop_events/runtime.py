@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -75,12 +75,15 @@ class ServiceRuntime:
         kafka: KafkaSettings,
         consumes: tuple[str, ...] = (),
         handle: EventHandler | None = None,
+        background: Mapping[str, Callable[[], Awaitable[None]]] | None = None,
     ) -> None:
         self.name = producer.value
         self.database = database
         self.kafka = kafka
         self._consumes = consumes
         self._handle = handle
+        # Timers and deliveries (auto-closure, callbacks...): each a coroutine that loops until cancelled.
+        self._background = dict(background or {})
         self.relay: OutboxRelay | None = None
         self.consumer: EventConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -115,6 +118,8 @@ class ServiceRuntime:
             )
             await _retry_connect("the consumer", self.consumer.start)
             self._tasks.append(asyncio.create_task(self.consumer.run(), name=f"{self.name}-consumer"))
+        for job_name, job in self._background.items():
+            self._tasks.append(asyncio.create_task(job(), name=f"{self.name}-{job_name}"))
         log.info(
             "%s started: database %s, broker %s",
             self.name,

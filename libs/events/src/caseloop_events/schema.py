@@ -51,6 +51,7 @@ SAMPLE_PAYLOADS: tuple[EventPayload, ...] = (
         reporter=intake.Reporter(name="张三", phone="13800000000"),
         reported_occurred_at=SAMPLE_TIME,
         attachments=("https://files.example/photo-1.jpg",),
+        callback_url="https://hotline.example/caseloop/feedback",
         accepted_at=SAMPLE_TIME,
     ),
     intake.CaseRejected(
@@ -58,16 +59,27 @@ SAMPLE_PAYLOADS: tuple[EventPayload, ...] = (
         source_system="hotline-12345",
         external_id="HL-2026-000124",
         title="测试",
+        description="联调测试，请忽略",
         reason_code=intake.RejectionReason.TEST_OR_SPAM,
         note="系统联调测试件",
     ),
     intake.CaseLinkedAsDuplicate(
+        case_no="CL202611270000003",
+        source_system="grid-app",
+        external_id="GW-2026-000456",
+        title="小区门口垃圾没人清运",
+        description="垃圾堆了三天，味道很大",
+        location=SAMPLE_LOCATION,
         original_case_id=uuid.UUID("7a1b2c3d-4e5f-5a6b-8c7d-9e0f1a2b3c4d"),
+        original_case_no="CL202611270000001",
         similarity=0.92,
         reason="同网格同类别24小时内相似描述",
     ),
     intake.CasesMerged(
-        into_case_id=uuid.UUID("7a1b2c3d-4e5f-5a6b-8c7d-9e0f1a2b3c4d"), merged_by="supervisor-7", reason="同一事项"
+        into_case_id=uuid.UUID("7a1b2c3d-4e5f-5a6b-8c7d-9e0f1a2b3c4d"),
+        into_case_no="CL202611270000001",
+        merged_by="supervisor-7",
+        reason="同一事项",
     ),
     intake.CaseUnmerged(
         from_case_id=uuid.UUID("7a1b2c3d-4e5f-5a6b-8c7d-9e0f1a2b3c4d"),
@@ -114,6 +126,21 @@ SAMPLE_PAYLOADS: tuple[EventPayload, ...] = (
     supervision.CaseEvaluated(rating=supervision.Rating.SATISFIED, comment="处理及时"),
     supervision.CaseClosed(reason=supervision.ClosureReason.EVALUATED),
     supervision.CaseReopened(reason="市民不满意", reopen_count=1),
+    supervision.FeedbackDelivered(
+        about_event_id=uuid.UUID("3c4d5e6f-7a8b-5c9d-8e0f-1a2b3c4d5e6f"),
+        about_type="case.closed",
+        url="https://hotline.example/caseloop/feedback",
+        attempt=2,
+        status_code=200,
+    ),
+    supervision.FeedbackFailed(
+        about_event_id=uuid.UUID("3c4d5e6f-7a8b-5c9d-8e0f-1a2b3c4d5e6f"),
+        about_type="case.closed",
+        url="https://hotline.example/caseloop/feedback",
+        attempt=1,
+        error="HTTP 503",
+        next_attempt_at=SAMPLE_DUE,
+    ),
 )
 
 

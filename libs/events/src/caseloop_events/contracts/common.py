@@ -4,17 +4,24 @@ from enum import StrEnum
 
 
 class CaseStatus(StrEnum):
-    """Where a case stands in the loop, in plain words (later stages extend the list)."""
+    """Where a case stands in the loop, in plain words.
+
+    ``duplicate`` and ``merged`` cases follow another case; ``returned`` and ``reopened``
+    are held by dispatch until it assigns the case again.
+    """
 
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     DUPLICATE = "duplicate"
+    MERGED = "merged"
     PENDING_REVIEW = "pending_review"
     TRIAGED = "triaged"
     ASSIGNED = "assigned"
+    RETURNED = "returned"
     ACKNOWLEDGED = "acknowledged"
     RESULT_REPORTED = "result_reported"
     VERIFIED = "verified"
+    REOPENED = "reopened"
     CLOSED = "closed"
 
 

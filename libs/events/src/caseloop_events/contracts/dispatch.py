@@ -3,7 +3,7 @@
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
 from caseloop_events.envelope import EventPayload, Producer
 
@@ -15,10 +15,17 @@ class AssignmentRoute(StrEnum):
     TOWN_FALLBACK = "town_fallback"
     DISTRICT_FALLBACK = "district_fallback"
     TRANSFER = "transfer"
+    DISPATCHER = "dispatcher"
+    REOPENED = "reopened"
 
 
 class CaseAssigned(EventPayload):
-    """A case was assigned to a unit (the lead), optionally with assisting units."""
+    """A case was assigned to a unit (the lead), optionally with assisting units.
+
+    Every (re)assignment is one of these: the first routing, a re-route after a return or a
+    re-judgment, a transfer, a dispatcher's joint assignment, a reopened case sent back, and a
+    case handed to its fallback owner (town government, then district) when a limit is reached.
+    """
 
     event_type: ClassVar[str] = "case.assigned"
     producer: ClassVar[Producer] = Producer.DISPATCH
@@ -30,6 +37,9 @@ class CaseAssigned(EventPayload):
     reason: str
     assisting_unit_ids: tuple[str, ...] = ()
     returns_so_far: int = 0
+    fallback_owner: bool = Field(
+        default=False, description="the unit is the case's fallback owner (兜底): it may not return the case"
+    )
 
 
 class CaseAcknowledged(EventPayload):

@@ -27,10 +27,9 @@ class Reporter(FrozenModel):
     phone: str | None = None
 
 
-class CaseAccepted(EventPayload):
-    """Screening accepted a case raised by a source system."""
+class CaseReport(EventPayload):
+    """What a source system reported, as screening placed it (the base of accepted and duplicate cases)."""
 
-    event_type: ClassVar[str] = "case.accepted"
     producer: ClassVar[Producer] = Producer.INTAKE
 
     case_no: str
@@ -43,6 +42,19 @@ class CaseAccepted(EventPayload):
     reporter: Reporter | None = None
     reported_occurred_at: AwareDatetime | None = None
     attachments: tuple[str, ...] = ()
+    callback_url: str | None = Field(
+        default=None, description="where supervision feeds the verified result and the closure back to"
+    )
+
+
+class CaseAccepted(CaseReport):
+    """Screening accepted a case raised by a source system: it goes on to judgment.
+
+    Also emitted when an unmerge sets a case that was linked as a duplicate on its own way.
+    """
+
+    event_type: ClassVar[str] = "case.accepted"
+
     accepted_at: datetime
 
 
@@ -62,17 +74,20 @@ class CaseRejected(EventPayload):
     source_system: str
     external_id: str
     title: str
+    description: str = ""
+    address: str | None = None
     reason_code: RejectionReason
     note: str = ""
 
 
-class CaseLinkedAsDuplicate(EventPayload):
-    """Screening found the case to repeat an earlier one and linked it instead of judging it again."""
+class CaseLinkedAsDuplicate(CaseReport):
+    """Screening found the case to repeat an open earlier one and linked it instead of accepting it
+    for judgment; the report is kept whole, so an unmerge can still send it round the loop."""
 
     event_type: ClassVar[str] = "case.duplicate_linked"
-    producer: ClassVar[Producer] = Producer.INTAKE
 
     original_case_id: UUID
+    original_case_no: str
     similarity: float = Field(ge=0, le=1)
     reason: str
 
@@ -84,12 +99,17 @@ class CasesMerged(EventPayload):
     producer: ClassVar[Producer] = Producer.INTAKE
 
     into_case_id: UUID
+    into_case_no: str
     merged_by: str
     reason: str
 
 
 class CaseUnmerged(EventPayload):
-    """A supervisor undid a merge or a duplicate link; the case goes its own way again."""
+    """A supervisor undid a merge or a duplicate link; the case goes its own way again.
+
+    Undoing a duplicate link is followed by ``case.accepted`` (caused by this event), so the
+    case is judged and assigned like any other.
+    """
 
     event_type: ClassVar[str] = "case.unmerged"
     producer: ClassVar[Producer] = Producer.INTAKE

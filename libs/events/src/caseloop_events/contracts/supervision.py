@@ -2,6 +2,9 @@
 
 from enum import StrEnum
 from typing import ClassVar
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field
 
 from caseloop_events.envelope import EventPayload, Producer
 
@@ -45,6 +48,7 @@ class CaseEvaluated(EventPayload):
 class ClosureReason(StrEnum):
     EVALUATED = "evaluated"
     NO_EVALUATION_IN_TIME = "no_evaluation_in_time"
+    WITH_ORIGINAL_CASE = "with_original_case"
 
 
 class CaseClosed(EventPayload):
@@ -54,6 +58,9 @@ class CaseClosed(EventPayload):
     producer: ClassVar[Producer] = Producer.SUPERVISION
 
     reason: ClosureReason
+    original_case_id: UUID | None = Field(
+        default=None, description="for a duplicate or merged case: the case whose closure closed it"
+    )
 
 
 class CaseReopened(EventPayload):
@@ -64,3 +71,31 @@ class CaseReopened(EventPayload):
 
     reason: str
     reopen_count: int
+
+
+class FeedbackDelivered(EventPayload):
+    """The source system's callback took a feedback message (反馈) about one event of the case."""
+
+    event_type: ClassVar[str] = "case.feedback_delivered"
+    producer: ClassVar[Producer] = Producer.SUPERVISION
+
+    about_event_id: UUID
+    about_type: str
+    url: str
+    attempt: int = Field(ge=1)
+    status_code: int
+
+
+class FeedbackFailed(EventPayload):
+    """A feedback delivery failed; it is retried at ``next_attempt_at`` unless supervision gave up."""
+
+    event_type: ClassVar[str] = "case.feedback_failed"
+    producer: ClassVar[Producer] = Producer.SUPERVISION
+
+    about_event_id: UUID
+    about_type: str
+    url: str
+    attempt: int = Field(ge=1)
+    error: str
+    next_attempt_at: AwareDatetime | None = None
+    gave_up: bool = False
