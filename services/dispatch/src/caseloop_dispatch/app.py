@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from caseloop_dispatch.adapters.tables import runtime_tables
 from caseloop_dispatch.config import DispatchSettings
+from caseloop_dispatch.domain.model import DisputeLimits
 from caseloop_dispatch.entrypoints.http import router
 from caseloop_dispatch.service_layer import handlers
 from caseloop_dispatch.service_layer.handlers import DispatchServices
@@ -29,7 +30,13 @@ def create_app(
     reference = load_reference_data(settings.reference_dir or default_reference_dir())
     own_topic = kafka.topic_of(Producer.DISPATCH)
     database = Database(settings.resolved_database_url, runtime_tables, own_topic, clock)
-    services = DispatchServices(database=database, reference=reference, clock=clock)
+    limits = DisputeLimits(
+        returns=settings.return_limit,
+        transfers=settings.transfer_limit,
+        reworks=settings.rework_limit,
+        reopenings=settings.reopen_limit,
+    )
+    services = DispatchServices(database=database, reference=reference, clock=clock, limits=limits)
     runtime = ServiceRuntime(
         producer=Producer.DISPATCH,
         database=database,

@@ -14,8 +14,15 @@ from fastapi import FastAPI
 from caseloop_dispatch.app import create_app
 from caseloop_dispatch.config import DispatchSettings
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
-from caseloop_events.contracts.dispatch import AssignmentRoute, CaseAcknowledged, CaseAssigned, CaseResultReported
+from caseloop_events.contracts.dispatch import (
+    AssignmentRoute,
+    CaseAcknowledged,
+    CaseAssigned,
+    CaseResultReported,
+    CaseReturned,
+)
 from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
+from caseloop_events.contracts.supervision import CaseReopened
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
 from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, deterministic_id, event_caused_by, new_event
 from caseloop_events.kafka import KafkaSettings
@@ -247,3 +254,98 @@ async def test_the_units_and_their_responsibility_lists_are_listed(dispatch: htt
     assert "road_damage" in units[UNIT]["categories"]
     assert units[f"U-TOWN-{TOWN}"]["area_towns"] == [TOWN]
     assert units[f"U-TOWN-{TOWN}"]["kind"] == "town_government"
+
+
+async def test_a_returned_case_is_rerouted_then_the_fallback_owner_cannot_return_it_and_409_changes_nothing(
+    dispatch: httpx.AsyncClient, kafka_settings: KafkaSettings
+) -> None:
+    accepted, _judged, _assigned = await a_road_damage_case_assigned(kafka_settings, "DSP-RETURN-1")
+    case = accepted.case_id
+
+    returned = await dispatch.post(
+        f"/v1/cases/{case}/return", json={"unit_id": UNIT, "by": "wang.wei", "reason": "不属于本单位职责"}
+    )
+    assert returned.status_code == 200, returned.text
+    view = returned.json()
+    # Only one department answers for road damage here: the town government takes it at once.
+    assert view["unit_id"] == f"U-TOWN-{TOWN}"
+    assert view["fallback_owner"] is True
+    assert view["returns"] == 1
+    assert view["returned_by"] == [UNIT]
+
+    refused = await dispatch.post(
+        f"/v1/cases/{case}/return", json={"unit_id": f"U-TOWN-{TOWN}", "by": "zhao", "reason": "也不归我们"}
+    )
+    assert refused.status_code == 409
+    assert refused.json()["rule"] == "FallbackOwnerCannotReturn"
+    assert (await dispatch.get(f"/v1/cases/{case}/assignment")).json() == view
+
+    events = await events_of(kafka_settings, case, CaseReturned)
+    assert [type(e.payload).__name__ for e in events] == ["CaseAssigned", "CaseReturned", "CaseAssigned"]
+    assert events[2].causation_id == events[1].event_id
+
+
+async def test_a_transfer_and_a_joint_assignment_over_http_show_in_the_inboxes(
+    dispatch: httpx.AsyncClient, kafka_settings: KafkaSettings
+) -> None:
+    accepted, _judged, _assigned = await a_road_damage_case_assigned(kafka_settings, "DSP-TRANSFER-1")
+    case = accepted.case_id
+
+    transferred = await dispatch.post(
+        f"/v1/cases/{case}/transfer",
+        json={"unit_id": UNIT, "by": "wang.wei", "to_unit_id": "U-HOUSING", "reason": "房屋结构问题"},
+    )
+    assert transferred.status_code == 200, transferred.text
+    assert transferred.json()["unit_id"] == "U-HOUSING"
+    assert transferred.json()["route"] == "transfer"
+
+    joint = await dispatch.post(
+        f"/v1/cases/{case}/assignment",
+        json={"lead_unit_id": "U-HOUSING", "assisting_unit_ids": [UNIT], "by": "dispatcher-1", "reason": "联合处置"},
+    )
+    assert joint.status_code == 200, joint.text
+    assert joint.json()["assisting_unit_ids"] == [UNIT]
+    assisting_inbox = (await dispatch.get(f"/v1/units/{UNIT}/cases")).json()
+    assert str(case) in [item["case_id"] for item in assisting_inbox["items"]]
+
+    to_itself = await dispatch.post(
+        f"/v1/cases/{case}/transfer",
+        json={"unit_id": "U-HOUSING", "by": "li", "to_unit_id": "U-HOUSING", "reason": "x"},
+    )
+    assert to_itself.status_code == 409
+    assert to_itself.json()["rule"] == "TransferTargetRefused"
+    unknown = await dispatch.post(
+        f"/v1/cases/{case}/transfer",
+        json={"unit_id": "U-HOUSING", "by": "li", "to_unit_id": "U-NOWHERE", "reason": "x"},
+    )
+    assert unknown.status_code == 422
+    assert "to_unit_id" in unknown.text
+
+
+async def test_a_reopened_case_read_from_supervision_goes_back_to_its_unit(
+    dispatch: httpx.AsyncClient, kafka_settings: KafkaSettings
+) -> None:
+    accepted, _judged, assigned = await a_road_damage_case_assigned(kafka_settings, "DSP-REOPEN-1")
+    reopened = event_caused_by(
+        assigned,
+        CaseReopened(reason="市民不满意", reopen_count=1),
+        actor=Actor.system(Producer.SUPERVISION),
+        occurred_at=datetime.now(UTC),
+        decision="reopened",
+    )
+    await publish(kafka_settings.kafka_bootstrap_servers, kafka_settings.topic_of(Producer.SUPERVISION), reopened)
+
+    events = [
+        e
+        for e in await read_events(
+            kafka_settings.kafka_bootstrap_servers,
+            kafka_settings.topic_of(Producer.DISPATCH),
+            until=lambda evs: sum(1 for e in evs if e.case_id == accepted.case_id) >= 2,
+        )
+        if e.case_id == accepted.case_id
+    ]
+    again = events[-1]
+    assert isinstance(again.payload, CaseAssigned)
+    assert again.payload.route is AssignmentRoute.REOPENED
+    assert again.payload.unit_id == UNIT
+    assert again.causation_id == reopened.event_id

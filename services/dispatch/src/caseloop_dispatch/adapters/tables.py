@@ -1,6 +1,6 @@
 """dispatch's own tables (the runtime adds outbox, checkpoints and case log to the same metadata)."""
 
-from sqlalchemy import Column, Index, MetaData, String, Table, Text
+from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, Text
 
 from caseloop_events.storage import UtcDateTime, define_runtime_tables
 
@@ -16,6 +16,14 @@ assignments = Table(
     Column("title", Text, nullable=True),
     Column("unit_id", String(64), nullable=False),
     Column("unit_name", String(200), nullable=False),
+    # ",U-A,U-B," so that an inbox query can find assisting units with LIKE on any database.
+    Column("assisting_unit_ids", Text, nullable=False, default=""),
+    Column("fallback_owner", Boolean, nullable=False, default=False),
+    Column("returned_by", Text, nullable=False, default=""),
+    Column("returns", Integer, nullable=False, default=0),
+    Column("transfers", Integer, nullable=False, default=0),
+    Column("reworks", Integer, nullable=False, default=0),
+    Column("reopen_count", Integer, nullable=False, default=0),
     Column("route", String(32), nullable=False),
     Column("reason", Text, nullable=False),
     Column("status", String(32), nullable=False),

@@ -7,8 +7,15 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from caseloop_dispatch.domain.model import AcknowledgeCase, ReportResult
-from caseloop_dispatch.entrypoints.schemas import AcknowledgementCreate, ResultCreate, UnitRead
+from caseloop_dispatch.domain.model import AcknowledgeCase, AssignJointly, ReportResult, ReturnCase, TransferCase
+from caseloop_dispatch.entrypoints.schemas import (
+    AcknowledgementCreate,
+    JointAssignmentCreate,
+    ResultCreate,
+    ReturnCreate,
+    TransferCreate,
+    UnitRead,
+)
 from caseloop_dispatch.service_layer import handlers, views
 from caseloop_dispatch.service_layer.handlers import DispatchServices
 from caseloop_dispatch.service_layer.views import AssignmentView, InboxPage
@@ -57,6 +64,52 @@ async def report_result(
     return await handlers.report_case_result(services, command, correlation_id)
 
 
+@router.post("/cases/{case_id}/return", response_model=AssignmentView)
+async def return_case(
+    case_id: UUID, body: ReturnCreate, services: Services, correlation_id: CorrelationId
+) -> AssignmentView:
+    """The lead unit returns the case (退单) with a reason; dispatch re-routes it at once to another unit
+    that answers for it (never one that returned it), or to the fallback owner once the returns reach the
+    limit. Fallback owners cannot return."""
+    command = ReturnCase(
+        case_id=case_id, unit_id=body.unit_id, by=body.by, reason=body.reason, now=services.clock.now()
+    )
+    return await handlers.return_the_case(services, command, correlation_id)
+
+
+@router.post("/cases/{case_id}/transfer", response_model=AssignmentView)
+async def transfer_case(
+    case_id: UUID, body: TransferCreate, services: Services, correlation_id: CorrelationId
+) -> AssignmentView:
+    """The lead unit hands the case to a named unit (转派) with a reason, within the transfer limit."""
+    command = TransferCase(
+        case_id=case_id,
+        unit_id=body.unit_id,
+        by=body.by,
+        to_unit_id=body.to_unit_id,
+        reason=body.reason,
+        now=services.clock.now(),
+    )
+    return await handlers.transfer_the_case(services, command, correlation_id)
+
+
+@router.post("/cases/{case_id}/assignment", response_model=AssignmentView)
+async def assign_jointly(
+    case_id: UUID, body: JointAssignmentCreate, services: Services, correlation_id: CorrelationId
+) -> AssignmentView:
+    """A dispatcher assigns a lead unit and assisting units together, before the lead acknowledges.
+    Only the lead answers for the case; assisting units see it in their inbox."""
+    command = AssignJointly(
+        case_id=case_id,
+        lead_unit_id=body.lead_unit_id,
+        assisting_unit_ids=tuple(body.assisting_unit_ids),
+        by=body.by,
+        reason=body.reason,
+        now=services.clock.now(),
+    )
+    return await handlers.assign_units_jointly(services, command, correlation_id)
+
+
 @router.get("/units/{unit_id}/cases", response_model=InboxPage)
 async def unit_inbox(
     services: Services,
@@ -65,7 +118,7 @@ async def unit_inbox(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: PageOffset = 0,
 ) -> InboxPage:
-    """A unit's inbox: the cases assigned to it, newest first."""
+    """A unit's inbox: the cases it leads or assists, newest assignment first."""
     return await views.unit_inbox(services.database, services.reference, unit_id, status, limit, offset)
 
 

@@ -29,6 +29,37 @@ class ResultCreate(RequestBody):
     evidence: list[Evidence] = Field(default_factory=list, max_length=20, description="notes or URLs of photos, files")
 
 
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class ReturnCreate(RequestBody):
+    """The lead unit returns a case (退单): it is not the unit's to handle."""
+
+    unit_id: UnitId = Field(description="the returning unit, the case's lead", examples=["U-TRANSPORT"])
+    by: PersonId = Field(description="who in the unit returns it", examples=["wang.wei"])
+    reason: Reason = Field(description="why the case is not the unit's", examples=["不属于本单位职责"])
+
+
+class TransferCreate(RequestBody):
+    """The lead unit hands a case to a named unit (转派)."""
+
+    unit_id: UnitId = Field(description="the transferring unit, the case's lead", examples=["U-TRANSPORT"])
+    by: PersonId = Field(description="who in the unit transfers it", examples=["wang.wei"])
+    to_unit_id: UnitId = Field(description="the unit that takes the case (GET /v1/units)", examples=["U-HOUSING"])
+    reason: Reason = Field(examples=["涉及房屋结构安全，由住建部门处理"])
+
+
+class JointAssignmentCreate(RequestBody):
+    """A dispatcher assigns a lead unit and assisting units together (联合交办)."""
+
+    lead_unit_id: UnitId = Field(description="the unit that leads and answers for the case", examples=["U-FIRE"])
+    assisting_unit_ids: list[UnitId] = Field(
+        min_length=1, max_length=10, description="units that assist the lead", examples=[["U-HOUSING"]]
+    )
+    by: PersonId = Field(description="the dispatcher", examples=["dispatcher-1"])
+    reason: Reason = Field(examples=["高层消防隐患需消防与住建联合处置"])
+
+
 class UnitRead(BaseModel):
     """A responsible unit and the responsibility list it answers for."""
 

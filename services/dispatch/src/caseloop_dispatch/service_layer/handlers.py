@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from caseloop_dispatch.adapters.tables import assignments
 from caseloop_dispatch.domain.model import (
     AcknowledgeCase,
+    AssignJointly,
     DispatchCase,
+    DisputeLimits,
     ReportResult,
+    ReturnCase,
+    TransferCase,
     acknowledge,
-    evolve,
+    assign_jointly,
     fold,
+    react,
     report_result,
-    route,
+    return_case,
+    transfer_case,
 )
 from caseloop_dispatch.service_layer.views import AssignmentView, row_of, view_of
+from caseloop_events.causal import causal_order
 from caseloop_events.clock import Clock
 from caseloop_events.consumer import Delivery
 from caseloop_events.envelope import Envelope
@@ -33,50 +41,90 @@ class DispatchServices:
     database: Database
     reference: ReferenceData
     clock: Clock
+    limits: DisputeLimits = field(default_factory=DisputeLimits)
+
+
+async def _decide(
+    services: DispatchServices, case_id: UUID, decide: Callable[[DispatchCase], Sequence[Envelope]]
+) -> AssignmentView:
+    """One command: lock the case, fold it, decide, keep the new events and the projection together."""
+    async with services.database.transaction() as uow:
+        history = await uow.lock_case(case_id)
+        new_events = decide(fold(case_id, history))
+        await uow.emit(*new_events)
+        view = await _project(uow, fold(case_id, causal_order([*history, *new_events])))
+    assert view is not None
+    return view
 
 
 async def acknowledge_case(
     services: DispatchServices, command: AcknowledgeCase, correlation_id: UUID
 ) -> AssignmentView:
     """The assigned unit signs for the case (签收)."""
-    _require_known_unit(services.reference, command.unit_id)
-    async with services.database.transaction() as uow:
-        case = fold(command.case_id, await uow.lock_case(command.case_id))
-        event = acknowledge(case, command, correlation_id)
-        await uow.emit(event)
-        view = await _project(uow, evolve(case, event))
-    assert view is not None
-    return view
+    _require_known_unit(services.reference, command.unit_id, "unit_id")
+    return await _decide(services, command.case_id, lambda case: [acknowledge(case, command, correlation_id)])
 
 
 async def report_case_result(services: DispatchServices, command: ReportResult, correlation_id: UUID) -> AssignmentView:
     """The assigned unit reports the case handled (办结)."""
-    _require_known_unit(services.reference, command.unit_id)
-    async with services.database.transaction() as uow:
-        case = fold(command.case_id, await uow.lock_case(command.case_id))
-        event = report_result(case, command, correlation_id)
-        await uow.emit(event)
-        view = await _project(uow, evolve(case, event))
-    assert view is not None
-    return view
+    _require_known_unit(services.reference, command.unit_id, "unit_id")
+    return await _decide(services, command.case_id, lambda case: [report_result(case, command, correlation_id)])
+
+
+async def return_the_case(services: DispatchServices, command: ReturnCase, correlation_id: UUID) -> AssignmentView:
+    """The lead unit returns the case (退单); dispatch re-routes it in the same transaction."""
+    _require_known_unit(services.reference, command.unit_id, "unit_id")
+    return await _decide(
+        services,
+        command.case_id,
+        lambda case: return_case(case, command, services.reference, services.limits, correlation_id),
+    )
+
+
+async def transfer_the_case(services: DispatchServices, command: TransferCase, correlation_id: UUID) -> AssignmentView:
+    """The lead unit hands the case to a named unit (转派)."""
+    _require_known_unit(services.reference, command.unit_id, "unit_id")
+    _require_known_unit(services.reference, command.to_unit_id, "to_unit_id")
+    return await _decide(
+        services,
+        command.case_id,
+        lambda case: transfer_case(case, command, services.reference, services.limits, correlation_id),
+    )
+
+
+async def assign_units_jointly(
+    services: DispatchServices, command: AssignJointly, correlation_id: UUID
+) -> AssignmentView:
+    """A dispatcher assigns a lead and assisting units together."""
+    _require_known_unit(services.reference, command.lead_unit_id, "lead_unit_id")
+    for n, unit_id in enumerate(command.assisting_unit_ids):
+        _require_known_unit(services.reference, unit_id, f"assisting_unit_ids.{n}")
+    if command.lead_unit_id in command.assisting_unit_ids:
+        raise InvalidInput("assisting_unit_ids", "the lead unit is not also an assisting unit")
+    if len(set(command.assisting_unit_ids)) != len(command.assisting_unit_ids):
+        raise InvalidInput("assisting_unit_ids", "names a unit twice")
+    return await _decide(
+        services, command.case_id, lambda case: [assign_jointly(case, command, services.reference, correlation_id)]
+    )
 
 
 async def handle_event(services: DispatchServices, uow: UnitOfWork, event: Envelope, delivery: Delivery) -> None:
-    """Any event of a case: fold it in, assign the case once it is located and judged, project."""
-    await uow.lock_case(event.case_id)
+    """Any event of a case: fold it in, take the assignment decision its state calls for, project."""
+    history = await uow.lock_case(event.case_id)
     await uow.record(event)
-    case = fold(event.case_id, await uow.case_events(event.case_id))
+    events = causal_order([*history, event])
+    case = fold(event.case_id, events)
     if not delivery.replaying:
-        assigned = route(case, services.reference, services.clock.now())
+        assigned = react(case, services.reference, services.limits, services.clock.now())
         if assigned is not None:
             await uow.emit(assigned)
-            case = evolve(case, assigned)
+            case = fold(event.case_id, causal_order([*events, assigned]))
     await _project(uow, case)
 
 
-def _require_known_unit(reference: ReferenceData, unit_id: str) -> None:
+def _require_known_unit(reference: ReferenceData, unit_id: str, field: str) -> None:
     if unit_id not in reference.units:
-        raise InvalidInput("unit_id", f"unknown unit {unit_id!r} (see GET /v1/units)")
+        raise InvalidInput(field, f"unknown unit {unit_id!r} (see GET /v1/units)")
 
 
 async def _project(uow: UnitOfWork, case: DispatchCase) -> AssignmentView | None:

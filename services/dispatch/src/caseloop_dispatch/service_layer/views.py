@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel
-from sqlalchemy import RowMapping, func, select
+from sqlalchemy import RowMapping, func, or_, select
 
 from caseloop_dispatch.adapters.tables import assignments
 from caseloop_dispatch.domain.model import DispatchCase
@@ -26,9 +26,16 @@ class AssignmentView(BaseModel):
     title: str | None
     unit_id: str
     unit_name: str
+    assisting_unit_ids: list[str]
+    fallback_owner: bool
     route: AssignmentRoute
     reason: str
     status: CaseStatus
+    returns: int
+    returned_by: list[str]
+    transfers: int
+    reworks: int
+    reopen_count: int
     category: str | None
     town_code: str
     grid_code: str | None
@@ -56,9 +63,16 @@ def view_of(case: DispatchCase) -> AssignmentView | None:
         title=case.location.title if case.location else None,
         unit_id=assignment.unit_id,
         unit_name=assignment.unit_name,
+        assisting_unit_ids=list(assignment.assisting_unit_ids),
+        fallback_owner=assignment.fallback_owner,
         route=assignment.route,
         reason=assignment.reason,
         status=case.status,
+        returns=case.returns,
+        returned_by=list(case.returned_by),
+        transfers=case.transfers,
+        reworks=case.reworks,
+        reopen_count=case.reopen_count,
         category=case.judgment.category if case.judgment else None,
         town_code=assignment.town_code,
         grid_code=case.location.grid_code if case.location else None,
@@ -76,9 +90,16 @@ def row_of(view: AssignmentView) -> dict[str, Any]:
         "title": view.title,
         "unit_id": view.unit_id,
         "unit_name": view.unit_name,
+        "assisting_unit_ids": _joined(view.assisting_unit_ids),
+        "fallback_owner": view.fallback_owner,
         "route": view.route.value,
         "reason": view.reason,
         "status": view.status.value,
+        "returns": view.returns,
+        "returned_by": _joined(view.returned_by),
+        "transfers": view.transfers,
+        "reworks": view.reworks,
+        "reopen_count": view.reopen_count,
         "category": view.category,
         "town_code": view.town_code,
         "grid_code": view.grid_code,
@@ -96,9 +117,16 @@ def _from_row(row: RowMapping) -> AssignmentView:
         title=row["title"],
         unit_id=row["unit_id"],
         unit_name=row["unit_name"],
+        assisting_unit_ids=_split(row["assisting_unit_ids"]),
+        fallback_owner=bool(row["fallback_owner"]),
         route=AssignmentRoute(row["route"]),
         reason=row["reason"],
         status=CaseStatus(row["status"]),
+        returns=row["returns"],
+        returned_by=_split(row["returned_by"]),
+        transfers=row["transfers"],
+        reworks=row["reworks"],
+        reopen_count=row["reopen_count"],
         category=row["category"],
         town_code=row["town_code"],
         grid_code=row["grid_code"],
@@ -107,6 +135,14 @@ def _from_row(row: RowMapping) -> AssignmentView:
         result_reported_at=_in_utc(row["result_reported_at"]) if row["result_reported_at"] else None,
         updated_at=_in_utc(row["updated_at"]),
     )
+
+
+def _joined(unit_ids: list[str]) -> str:
+    return f",{','.join(unit_ids)}," if unit_ids else ""
+
+
+def _split(joined: str) -> list[str]:
+    return [unit_id for unit_id in joined.split(",") if unit_id]
 
 
 def _in_utc(value: datetime) -> datetime:
@@ -127,10 +163,14 @@ async def assignment(database: Database, case_id: UUID) -> AssignmentView:
 async def unit_inbox(
     database: Database, reference: ReferenceData, unit_id: str, status: CaseStatus | None, limit: int, offset: int
 ) -> InboxPage:
-    """A unit's cases, newest assignment first."""
+    """A unit's cases, those it leads and those it assists, newest assignment first."""
     if unit_id not in reference.units:
         raise NotFound(f"unit {unit_id!r} not found")
-    where = [assignments.c.unit_id == unit_id]
+    where = [
+        or_(
+            assignments.c.unit_id == unit_id, assignments.c.assisting_unit_ids.contains(f",{unit_id},", autoescape=True)
+        )
+    ]
     if status is not None:
         where.append(assignments.c.status == status.value)
     async with database.reading() as session:
