@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from caseloop_events.clock import ManualClock
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
-from caseloop_events.contracts.dispatch import AssignmentRoute, CaseAcknowledged, CaseAssigned, CaseResultReported
-from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
+from caseloop_events.contracts.dispatch import (
+    AssignmentRoute,
+    CaseAcknowledged,
+    CaseAssigned,
+    CaseResultReported,
+    CaseReturned,
+)
+from caseloop_events.contracts.intake import CaseAccepted, CaseLinkedAsDuplicate, CaseLocation
+from caseloop_events.contracts.supervision import FeedbackDelivered, FeedbackFailed
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Envelope, EventPayload, Producer
+from caseloop_events.envelope import Envelope, EventPayload, Producer, deterministic_id
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.testing import causal_chain, eventually, publish, read_events
 from caseloop_supervision.app import create_app
@@ -26,15 +41,27 @@ from caseloop_supervision.config import SupervisionSettings
 async def supervision(
     database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(
-        SupervisionSettings(database_url=database_url, CASELOOP_DATA_DIR=tmp_path), kafka_settings
+    settings = SupervisionSettings(
+        database_url=database_url, CASELOOP_DATA_DIR=tmp_path, timer_interval=0.1, feedback_backoff=0.3
     )
+    async with serving(create_app(settings, kafka_settings)) as client:
+        yield client
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app running (consumer, relay, background jobs) and a client for its API."""
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://s") as client:
         yield client
 
 
-def a_handled_case() -> list[Envelope]:
+LOCATION = CaseLocation(
+    grid_code="3301100010010101", village_code="330110001001", town_code="330110001", district_code="330110"
+)
+
+
+def a_handled_case(callback_url: str | None = None) -> list[Envelope]:
     """One case's events up to the unit's reported result, each caused by the one before."""
     case_id, start = uuid.uuid4(), datetime.now(UTC)
     payloads: list[EventPayload] = [
@@ -44,10 +71,9 @@ def a_handled_case() -> list[Envelope]:
             external_id=str(case_id),
             title="路灯不亮",
             description="整条路的路灯都不亮",
-            location=CaseLocation(
-                grid_code="3301100010010101", village_code="330110001001", town_code="330110001", district_code="330110"
-            ),
+            location=LOCATION,
             accepted_at=start,
+            callback_url=callback_url,
         ),
         CaseJudged(
             category="streetlight",
@@ -159,3 +185,234 @@ async def test_a_page_offset_beyond_any_list_is_bad_input(supervision: httpx.Asy
     response = await supervision.get("/v1/cases", params={"offset": 10**19})
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "query.offset"
+
+
+async def settled(client: httpx.AsyncClient, events: list[Envelope]) -> None:
+    """Wait until supervision has read every one of the case's events."""
+
+    async def every_event_seen() -> bool:
+        response = await client.get(f"/v1/cases/{events[0].case_id}")
+        return response.status_code == 200 and response.json()["event_count"] >= len(events)
+
+    await eventually(every_event_seen)
+
+
+async def test_an_unsatisfied_citizen_reopens_the_case_for_dispatch_to_assign_again(
+    supervision: httpx.AsyncClient, kafka_settings: KafkaSettings
+) -> None:
+    events = a_handled_case()
+    case_id = events[0].case_id
+    await publish_to_their_topics(kafka_settings, events)
+    await settled(supervision, events)
+    await supervision.post(f"/v1/cases/{case_id}/verification", json={"passed": True, "by": "sup-1"})
+    reopened = await supervision.post(
+        f"/v1/cases/{case_id}/evaluation", json={"rating": "unsatisfied", "comment": "灯还是不亮"}
+    )
+    assert reopened.status_code == 200
+    view = reopened.json()
+    assert (view["status"], view["reopen_count"], view["rating"]) == ("reopened", 1, "unsatisfied")
+    assert view["holder"] == {"kind": "service", "id": "dispatch", "name": "reassignment"}
+
+    published = await read_events(
+        kafka_settings.kafka_bootstrap_servers,
+        kafka_settings.topic_of(Producer.SUPERVISION),
+        until=lambda evs: any(e.case_id == case_id and e.type == "case.reopened" for e in evs),
+    )
+    evaluated, reopening = [e for e in published if e.case_id == case_id][1:]
+    assert reopening.causation_id == evaluated.event_id
+    assert reopening.payload.model_dump() == {"reason": "灯还是不亮", "reopen_count": 1}
+
+
+async def test_a_case_returned_twice_is_found_by_campaign_by_returns_and_by_its_assisting_unit(
+    supervision: httpx.AsyncClient, kafka_settings: KafkaSettings
+) -> None:
+    case_id, start = uuid.uuid4(), datetime.now(UTC)
+    campaign = f"C-{uuid.uuid4().hex[:8]}"
+    accepted = a_handled_case()[0].payload
+
+    def returned(unit_id: str) -> CaseReturned:
+        return CaseReturned(unit_id=unit_id, returned_by="h", reason="不归我们管")
+
+    def assigned(unit_id: str, assisting: tuple[str, ...] = ()) -> CaseAssigned:
+        return CaseAssigned(
+            unit_id=unit_id,
+            unit_name=unit_id,
+            town_code="330110001",
+            route=AssignmentRoute.RESPONSIBILITY_LIST,
+            reason="r",
+            assisting_unit_ids=assisting,
+            fallback_owner=unit_id.startswith("T-"),
+        )
+
+    judged = CaseJudged(
+        category="streetlight",
+        risk_level=4,
+        campaign_ids=(campaign,),
+        handling_level=HandlingLevel.TOWN,
+        sla_tier=SlaTierName.GENERAL,
+        judged_by=JudgedBy.RULES,
+        confidence=0.8,
+    )
+    assisting = f"U-{uuid.uuid4().hex[:8]}"
+    payloads = [
+        accepted,
+        judged,
+        assigned("U-A"),
+        returned("U-A"),
+        assigned("U-B"),
+        returned("U-B"),
+        assigned("T-1", (assisting,)),
+    ]
+    events = causal_chain(case_id, payloads, start, timedelta(seconds=1))
+    await publish_to_their_topics(kafka_settings, events)
+    await settled(supervision, events)
+
+    for params in (
+        {"campaign_id": campaign},
+        {"campaign_id": campaign, "returned_more_than_once": "true"},
+        {"unit_id": assisting},
+    ):
+        page = (await supervision.get("/v1/cases", params=params)).json()
+        assert [item["case_id"] for item in page["items"]] == [str(case_id)], params
+    none = await supervision.get("/v1/cases", params={"campaign_id": campaign, "returned_more_than_once": "false"})
+    assert none.json()["total"] == 0
+    view = (await supervision.get(f"/v1/cases/{case_id}")).json()
+    assert (view["returns"], view["unit_id"], view["assisting_unit_ids"]) == (2, "T-1", [assisting])
+    assert (view["fallback_owner"], view["route"], view["campaign_ids"]) == (True, "responsibility_list", [campaign])
+
+
+async def test_a_duplicate_is_closed_with_its_original(
+    supervision: httpx.AsyncClient, kafka_settings: KafkaSettings
+) -> None:
+    original = a_handled_case()
+    original_id, report = original[0].case_id, original[0].payload
+    assert isinstance(report, CaseAccepted)
+    duplicate_id = uuid.uuid4()
+    linked = CaseLinkedAsDuplicate(
+        **report.model_dump(exclude={"accepted_at", "case_no", "external_id"}),
+        case_no=f"{report.case_no}D",
+        external_id=f"{report.external_id}-again",
+        original_case_id=original_id,
+        original_case_no=report.case_no,
+        similarity=0.9,
+        reason="同一路段",
+    )
+    duplicate = causal_chain(duplicate_id, [linked], datetime.now(UTC), timedelta(seconds=1))
+    await publish_to_their_topics(kafka_settings, [*original, *duplicate])
+    await settled(supervision, original)
+    await settled(supervision, duplicate)
+    following = (await supervision.get(f"/v1/cases/{duplicate_id}")).json()
+    assert following["status"] == "duplicate"
+    assert following["duplicate_of"] == {"case_id": str(original_id), "case_no": report.case_no}
+    assert following["holder"] == {"kind": "case", "id": str(original_id), "name": report.case_no}
+
+    await supervision.post(f"/v1/cases/{original_id}/verification", json={"passed": True, "by": "sup-1"})
+    await supervision.post(f"/v1/cases/{original_id}/evaluation", json={"rating": "satisfied"})
+
+    closed = (await supervision.get(f"/v1/cases/{duplicate_id}")).json()
+    assert (closed["status"], closed["closure_reason"]) == ("closed", "with_original_case")
+    assert closed["closed_with_case_id"] == str(original_id)
+    published = await read_events(
+        kafka_settings.kafka_bootstrap_servers,
+        kafka_settings.topic_of(Producer.SUPERVISION),
+        until=lambda evs: any(e.case_id == duplicate_id for e in evs),
+    )
+    [closure] = [e for e in published if e.case_id == duplicate_id]
+    original_closure = next(e for e in published if e.case_id == original_id and e.type == "case.closed")
+    assert closure.causation_id == original_closure.event_id
+
+
+@dataclass(frozen=True)
+class Callback:
+    idempotency_key: str | None
+    event_type: str | None
+    body: dict[str, Any]
+
+
+@contextmanager
+def a_source_system_that_fails_once() -> Iterator[tuple[str, list[Callback]]]:
+    """A real HTTP callback on 127.0.0.1: 503 to the first POST, 200 to the others; keeps what it got."""
+    received: list[Callback] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with lock:
+                received.append(
+                    Callback(self.headers.get("Idempotency-Key"), self.headers.get("X-Caseloop-Event-Type"), body)
+                )
+                status = 503 if len(received) == 1 else 200
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # keep the test output quiet
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="source-system", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/caseloop/feedback", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+async def test_the_verified_result_reaches_the_source_system_after_a_failed_attempt(
+    supervision: httpx.AsyncClient, kafka_settings: KafkaSettings
+) -> None:
+    with a_source_system_that_fails_once() as (callback_url, received):
+        events = a_handled_case(callback_url)
+        case_id = events[0].case_id
+        await publish_to_their_topics(kafka_settings, events)
+        await settled(supervision, events)
+        verified = await supervision.post(f"/v1/cases/{case_id}/verification", json={"passed": True, "by": "sup-1"})
+        assert [f["state"] for f in verified.json()["feedback"]] == ["pending"]
+        published = await read_events(
+            kafka_settings.kafka_bootstrap_servers,
+            kafka_settings.topic_of(Producer.SUPERVISION),
+            until=lambda evs: any(e.case_id == case_id and e.type == "case.feedback_delivered" for e in evs),
+        )
+
+    feedback = [e for e in published if e.case_id == case_id and e.type.startswith("case.feedback_")]
+    assert [e.type for e in feedback] == ["case.feedback_failed", "case.feedback_delivered"]
+    failed, delivered = (e.payload for e in feedback)
+    assert isinstance(failed, FeedbackFailed)
+    assert isinstance(delivered, FeedbackDelivered)
+    assert (failed.attempt, failed.error, failed.gave_up) == (1, "HTTP 503", False)
+    assert (delivered.attempt, delivered.status_code, delivered.url) == (2, 200, callback_url)
+    [verification] = [e for e in published if e.case_id == case_id and e.type == "case.verified"]
+    assert len(received) == 2
+    assert {r.idempotency_key for r in received} == {str(deterministic_id(verification.event_id, "feedback"))}
+    assert {r.event_type for r in received} == {"case.verified"}
+    assert received[1].body["status"] == "verified"
+    assert received[1].body["result_summary"] == "已修复"
+    view = (await supervision.get(f"/v1/cases/{case_id}")).json()
+    assert [(f["state"], f["attempts"]) for f in view["feedback"]] == [("delivered", 2)]
+
+
+async def test_the_service_closes_a_verified_case_nobody_evaluated_once_its_clock_passes_the_window(
+    database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    clock = ManualClock(datetime.now(UTC))
+    settings = SupervisionSettings(database_url=database_url, CASELOOP_DATA_DIR=tmp_path, timer_interval=0.1)
+    async with serving(create_app(settings, kafka_settings, clock)) as supervision:
+        events = a_handled_case()
+        case_id = events[0].case_id
+        await publish_to_their_topics(kafka_settings, events)
+        await settled(supervision, events)
+        await supervision.post(f"/v1/cases/{case_id}/verification", json={"passed": True, "by": "sup-1"})
+        await asyncio.sleep(0.5)  # several rounds of the timer
+        assert (await supervision.get(f"/v1/cases/{case_id}")).json()["status"] == "verified"
+
+        clock.advance(settings.evaluation_window + timedelta(minutes=1))
+
+        async def closed() -> bool:
+            status: str = (await supervision.get(f"/v1/cases/{case_id}")).json()["status"]
+            return status == "closed"
+
+        await eventually(closed)
+        assert (await supervision.get(f"/v1/cases/{case_id}")).json()["closure_reason"] == "no_evaluation_in_time"

@@ -1,6 +1,7 @@
-"""supervision's own tables: the case list (the runtime's case log is the timeline)."""
+"""supervision's own tables: the case list, the links between cases and the feedback deliveries
+(the runtime's case log is the timeline)."""
 
-from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, Text
 
 from caseloop_events.storage import UtcDateTime, define_runtime_tables
 
@@ -20,13 +21,51 @@ cases = Table(
     Column("category", String(64), nullable=True),
     Column("risk_level", Integer, nullable=True),
     Column("unit_id", String(64), nullable=True, index=True),
+    # ",U-1,U-2," and ",C-1,C-2,": a LIKE '%,X,%' finds a member on SQLite and PostgreSQL alike.
+    Column("assisting_unit_ids", Text, nullable=False, default=","),
+    Column("campaign_ids", Text, nullable=False, default=","),
+    Column("returns", Integer, nullable=False, default=0),
     Column("holder_kind", String(16), nullable=False),
     Column("holder_id", String(64), nullable=True),
     Column("accepted_at", UtcDateTime, nullable=True),
+    # Set while the case waits for the citizen's evaluation: what the auto-closure timer scans.
+    Column("awaiting_evaluation_since", UtcDateTime, nullable=True, index=True),
     Column("closed_at", UtcDateTime, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("view", Text, nullable=False),
 )
 Index("ix_cases_updated", cases.c.updated_at, cases.c.case_id)
+
+# Which case a duplicate or merged case follows: when the original closes, its followers close too.
+case_links = Table(
+    "case_links",
+    metadata,
+    Column("follower_case_id", String(36), primary_key=True),
+    Column("original_case_id", String(36), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    # False once unmerged: the case goes its own way again.
+    Column("active", Boolean, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Feedback to source systems, queued in the transaction that emitted the event it is about.
+feedback_deliveries = Table(
+    "feedback_deliveries",
+    metadata,
+    Column("delivery_id", String(36), primary_key=True),
+    Column("case_id", String(36), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("about_event_id", String(36), nullable=False),
+    Column("about_type", String(80), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+Index("ix_feedback_deliveries_due", feedback_deliveries.c.state, feedback_deliveries.c.next_attempt_at)
 
 runtime_tables = define_runtime_tables(metadata)

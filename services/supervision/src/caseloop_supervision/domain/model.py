@@ -1,4 +1,7 @@
-"""A supervised case: folded from every event of every service, in causal order. Pure."""
+"""A supervised case: folded from every event of every service, in causal order. Pure.
+
+The status transitions are those of ADR 0006; dispatch folds the same events the same way.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +12,35 @@ from datetime import datetime
 from enum import StrEnum
 
 from caseloop_events.contracts.common import CaseStatus
-from caseloop_events.contracts.dispatch import CaseAcknowledged, CaseAssigned, CaseResultReported
-from caseloop_events.contracts.intake import CaseAccepted, CaseRejected
+from caseloop_events.contracts.dispatch import (
+    AssignmentRoute,
+    CaseAcknowledged,
+    CaseAssigned,
+    CaseResultReported,
+    CaseReturned,
+    CaseTransferred,
+)
+from caseloop_events.contracts.intake import (
+    CaseAccepted,
+    CaseLinkedAsDuplicate,
+    CaseRejected,
+    CaseReport,
+    CasesMerged,
+    CaseUnmerged,
+    RejectionReason,
+)
 from caseloop_events.contracts.supervision import (
     CaseClosed,
     CaseEvaluated,
+    CaseReopened,
     CaseVerificationFailed,
     CaseVerified,
+    ClosureReason,
+    FeedbackDelivered,
+    FeedbackFailed,
     Rating,
 )
-from caseloop_events.contracts.triage import CaseJudged
+from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview, JudgedBy
 from caseloop_events.envelope import Envelope
 
 
@@ -28,6 +50,8 @@ class HolderKind(StrEnum):
     SERVICE = "service"
     UNIT = "unit"
     CITIZEN = "citizen"
+    #: A duplicate or merged case: the case it follows holds it, and closing that one closes it.
+    CASE = "case"
     NOBODY = "nobody"
 
 
@@ -53,22 +77,92 @@ class Stages:
 
 
 @dataclass(frozen=True)
+class CaseRef:
+    case_id: uuid.UUID
+    case_no: str
+
+
+class LinkKind(StrEnum):
+    DUPLICATE = "duplicate"
+    MERGED = "merged"
+
+
+@dataclass(frozen=True)
+class Link:
+    """The case a duplicate or merged case follows."""
+
+    original: CaseRef
+    kind: LinkKind
+
+
+class FeedbackState(StrEnum):
+    """Where the feedback about one event stands with the source system."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    GAVE_UP = "gave_up"
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The feedback about one event of the case, as its attempts left it."""
+
+    about_event_id: uuid.UUID
+    about_type: str
+    url: str
+    state: FeedbackState
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    status_code: int | None = None
+    error: str | None = None
+
+
+#: The statuses of a case that follows another one instead of going round the loop itself.
+FOLLOWING = frozenset({CaseStatus.DUPLICATE, CaseStatus.MERGED})
+
+
+@dataclass(frozen=True)
 class SupervisedCase:
     case_id: uuid.UUID
     status: CaseStatus | None = None
     case_no: str | None = None
     title: str | None = None
     source_system: str | None = None
+    external_id: str | None = None
+    callback_url: str | None = None
     grid_code: str | None = None
     village_code: str | None = None
     town_code: str | None = None
+    rejection_reason: RejectionReason | None = None
+    rejection_note: str | None = None
+    duplicate_of: CaseRef | None = None
+    similarity: float | None = None
+    merged_into: CaseRef | None = None
+    #: What a merge interrupted: an unmerge puts the case back there.
+    status_before_merge: CaseStatus | None = None
     category: str | None = None
     risk_level: int | None = None
     sla_tier: str | None = None
     campaign_ids: tuple[str, ...] = ()
+    judged_by: JudgedBy | None = None
+    judgments: int = 0
     unit_id: str | None = None
     unit_name: str | None = None
+    assisting_unit_ids: tuple[str, ...] = ()
+    route: AssignmentRoute | None = None
+    fallback_owner: bool = False
+    returns: int = 0
+    transfers: int = 0
+    reworks: int = 0
+    reopen_count: int = 0
+    result_summary: str | None = None
     rating: Rating | None = None
+    #: The latest ``case.verified``: what an auto-closure for want of an evaluation is caused by.
+    verification: Envelope | None = None
+    closure_reason: ClosureReason | None = None
+    closed_with_case_id: uuid.UUID | None = None
+    feedback: tuple[Feedback, ...] = ()
     stages: Stages = Stages()
     #: The event that put the case in its current status: the cause of the next command.
     status_event: Envelope | None = None
@@ -80,12 +174,38 @@ class SupervisedCase:
         return self.event_count > 0
 
     @property
+    def rejudgments(self) -> int:
+        return max(self.judgments - 1, 0)
+
+    @property
+    def follows(self) -> Link | None:
+        """The case this one follows while it is a duplicate or merged (kept once closed with it)."""
+        if self.merged_into is not None:
+            return Link(self.merged_into, LinkKind.MERGED)
+        if self.duplicate_of is not None:
+            return Link(self.duplicate_of, LinkKind.DUPLICATE)
+        return None
+
+    @property
+    def awaiting_evaluation_since(self) -> datetime | None:
+        """When the citizen's evaluation became due: verified and not evaluated since."""
+        if self.status is CaseStatus.VERIFIED and self.rating is None and self.verification is not None:
+            return self.verification.occurred_at
+        return None
+
+    @property
     def holder(self) -> Holder:
         match self.status:
             case CaseStatus.ACCEPTED:
                 return Holder(HolderKind.SERVICE, "triage", "judgment")
+            case CaseStatus.PENDING_REVIEW:
+                return Holder(HolderKind.SERVICE, "triage", "review")
             case CaseStatus.TRIAGED:
                 return Holder(HolderKind.SERVICE, "dispatch", "assignment")
+            case CaseStatus.RETURNED:
+                return Holder(HolderKind.SERVICE, "dispatch", "re-routing")
+            case CaseStatus.REOPENED:
+                return Holder(HolderKind.SERVICE, "dispatch", "reassignment")
             case CaseStatus.ASSIGNED | CaseStatus.ACKNOWLEDGED:
                 return Holder(HolderKind.UNIT, self.unit_id, self.unit_name)
             case CaseStatus.RESULT_REPORTED:
@@ -93,8 +213,11 @@ class SupervisedCase:
             case CaseStatus.VERIFIED if self.rating is None:
                 return Holder(HolderKind.CITIZEN, None, "evaluation")
             case CaseStatus.VERIFIED:
-                # Rated unsatisfied: supervision decides on reopening (重办), a stage still to be built.
-                return Holder(HolderKind.SERVICE, "supervision", "reopening")
+                # Rated: the closure or the reopening is decided with the evaluation, so this is fleeting.
+                return Holder(HolderKind.SERVICE, "supervision", "closure")
+            case CaseStatus.DUPLICATE | CaseStatus.MERGED if self.follows is not None:
+                original = self.follows.original
+                return Holder(HolderKind.CASE, str(original.case_id), original.case_no)
             case _:
                 return Holder(HolderKind.NOBODY)
 
@@ -104,24 +227,57 @@ def evolve(case: SupervisedCase, event: Envelope) -> SupervisedCase:
     at = event.occurred_at
     match event.payload:
         case CaseAccepted() as accepted:
-            return replace(
-                case,
-                status=case.status or CaseStatus.ACCEPTED,
-                status_event=case.status_event or event,
-                case_no=accepted.case_no,
-                title=accepted.title,
-                source_system=accepted.source_system,
-                grid_code=accepted.location.grid_code,
-                village_code=accepted.location.village_code,
-                town_code=accepted.location.town_code,
-                stages=replace(case.stages, accepted_at=at),
-            )
+            # After the unmerge of a duplicate the case is already accepted again: it stays so.
+            reported = replace(_with_report(case, accepted), stages=replace(case.stages, accepted_at=at))
+            if case.status in (None, CaseStatus.ACCEPTED):
+                return _moved(reported, CaseStatus.ACCEPTED, event)
+            return reported
         case CaseRejected() as rejected:
             return _moved(
-                replace(case, case_no=rejected.case_no, title=rejected.title, source_system=rejected.source_system),
+                replace(
+                    case,
+                    case_no=rejected.case_no,
+                    title=rejected.title,
+                    source_system=rejected.source_system,
+                    external_id=rejected.external_id,
+                    rejection_reason=rejected.reason_code,
+                    rejection_note=rejected.note,
+                ),
                 CaseStatus.REJECTED,
                 event,
             )
+        case CaseLinkedAsDuplicate() as linked:
+            return _moved(
+                replace(
+                    _with_report(case, linked),
+                    duplicate_of=CaseRef(linked.original_case_id, linked.original_case_no),
+                    similarity=linked.similarity,
+                ),
+                CaseStatus.DUPLICATE,
+                event,
+            )
+        case CasesMerged() as merged:
+            return _moved(
+                replace(
+                    case,
+                    merged_into=CaseRef(merged.into_case_id, merged.into_case_no),
+                    status_before_merge=case.status,
+                ),
+                CaseStatus.MERGED,
+                event,
+            )
+        case CaseUnmerged():
+            if case.status is CaseStatus.MERGED:
+                restored = case.status_before_merge or CaseStatus.ACCEPTED
+                return _moved(replace(case, merged_into=None, status_before_merge=None), restored, event)
+            if case.status is CaseStatus.DUPLICATE:
+                # Intake follows with case.accepted (caused by this event): judged like any other case.
+                return _moved(replace(case, duplicate_of=None, similarity=None), CaseStatus.ACCEPTED, event)
+            return case
+        case CaseQueuedForReview():
+            if case.status in (None, CaseStatus.ACCEPTED, CaseStatus.PENDING_REVIEW):
+                return _moved(case, CaseStatus.PENDING_REVIEW, event)
+            return case
         case CaseJudged() as judged:
             judged_case = replace(
                 case,
@@ -129,10 +285,13 @@ def evolve(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 risk_level=judged.risk_level,
                 sla_tier=judged.sla_tier.value,
                 campaign_ids=judged.campaign_ids,
+                judged_by=judged.judged_by,
+                judgments=case.judgments + 1,
                 stages=replace(case.stages, judged_at=at),
             )
-            if case.status in (None, CaseStatus.ACCEPTED):
+            if case.status in (None, CaseStatus.ACCEPTED, CaseStatus.PENDING_REVIEW):
                 return _moved(judged_case, CaseStatus.TRIAGED, event)
+            # A re-judgment (or a judgment of a case merged meanwhile) changes what the case is, not where.
             return judged_case
         case CaseAssigned() as assigned:
             return _moved(
@@ -140,36 +299,111 @@ def evolve(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                     case,
                     unit_id=assigned.unit_id,
                     unit_name=assigned.unit_name,
+                    assisting_unit_ids=assigned.assisting_unit_ids,
+                    route=assigned.route,
+                    fallback_owner=assigned.fallback_owner,
                     stages=replace(case.stages, assigned_at=at),
                 ),
                 CaseStatus.ASSIGNED,
                 event,
             )
+        case CaseReturned():
+            return _moved(replace(case, returns=case.returns + 1), CaseStatus.RETURNED, event)
+        case CaseTransferred():
+            # The case.assigned that follows in the same transaction moves the case to the new unit.
+            return replace(case, transfers=case.transfers + 1)
         case CaseAcknowledged():
             return _moved(
                 replace(case, stages=replace(case.stages, acknowledged_at=at)), CaseStatus.ACKNOWLEDGED, event
             )
-        case CaseResultReported():
+        case CaseResultReported() as reported:
             return _moved(
-                replace(case, stages=replace(case.stages, result_reported_at=at)), CaseStatus.RESULT_REPORTED, event
+                replace(case, result_summary=reported.summary, stages=replace(case.stages, result_reported_at=at)),
+                CaseStatus.RESULT_REPORTED,
+                event,
             )
         case CaseVerified():
-            return _moved(replace(case, stages=replace(case.stages, verified_at=at)), CaseStatus.VERIFIED, event)
+            # A reopened case is verified again and must be evaluable again: the old rating goes.
+            return _moved(
+                replace(case, rating=None, verification=event, stages=replace(case.stages, verified_at=at)),
+                CaseStatus.VERIFIED,
+                event,
+            )
         case CaseVerificationFailed():
             # Rework: the same unit handles the case again and reports a new result.
-            return _moved(case, CaseStatus.ACKNOWLEDGED, event)
+            return _moved(replace(case, reworks=case.reworks + 1), CaseStatus.ACKNOWLEDGED, event)
         case CaseEvaluated() as evaluated:
             return replace(
                 case, rating=evaluated.rating, status_event=event, stages=replace(case.stages, evaluated_at=at)
             )
-        case CaseClosed():
-            return _moved(replace(case, stages=replace(case.stages, closed_at=at)), CaseStatus.CLOSED, event)
+        case CaseReopened() as reopened:
+            return _moved(replace(case, reopen_count=reopened.reopen_count), CaseStatus.REOPENED, event)
+        case CaseClosed() as closed:
+            return _moved(
+                replace(
+                    case,
+                    closure_reason=closed.reason,
+                    closed_with_case_id=closed.original_case_id,
+                    stages=replace(case.stages, closed_at=at),
+                ),
+                CaseStatus.CLOSED,
+                event,
+            )
+        case FeedbackDelivered() as delivered:
+            return _with_feedback(
+                case,
+                Feedback(
+                    about_event_id=delivered.about_event_id,
+                    about_type=delivered.about_type,
+                    url=delivered.url,
+                    state=FeedbackState.DELIVERED,
+                    attempts=delivered.attempt,
+                    status_code=delivered.status_code,
+                ),
+            )
+        case FeedbackFailed() as failed:
+            return _with_feedback(
+                case,
+                Feedback(
+                    about_event_id=failed.about_event_id,
+                    about_type=failed.about_type,
+                    url=failed.url,
+                    state=FeedbackState.GAVE_UP if failed.gave_up else FeedbackState.RETRYING,
+                    attempts=failed.attempt,
+                    next_attempt_at=failed.next_attempt_at,
+                    error=failed.error,
+                ),
+            )
         case _:
             return case
 
 
 def _moved(case: SupervisedCase, status: CaseStatus, event: Envelope) -> SupervisedCase:
     return replace(case, status=status, status_event=event)
+
+
+def _with_report(case: SupervisedCase, report: CaseReport) -> SupervisedCase:
+    return replace(
+        case,
+        case_no=report.case_no,
+        title=report.title,
+        source_system=report.source_system,
+        external_id=report.external_id,
+        callback_url=report.callback_url,
+        grid_code=report.location.grid_code,
+        village_code=report.location.village_code,
+        town_code=report.location.town_code,
+    )
+
+
+def _with_feedback(case: SupervisedCase, feedback: Feedback) -> SupervisedCase:
+    """The latest attempt about an event tells where its feedback stands."""
+    earlier = next((f for f in case.feedback if f.about_event_id == feedback.about_event_id), None)
+    if earlier is None:
+        return replace(case, feedback=(*case.feedback, feedback))
+    if earlier.attempts > feedback.attempts:
+        return case
+    return replace(case, feedback=tuple(feedback if f is earlier else f for f in case.feedback))
 
 
 def fold(case_id: uuid.UUID, events: Iterable[Envelope]) -> SupervisedCase:

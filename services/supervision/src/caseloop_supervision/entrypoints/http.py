@@ -44,16 +44,22 @@ async def list_cases(
     services: Services,
     status: CaseStatus | None = None,
     town_code: Annotated[str | None, Query(max_length=32)] = None,
-    unit_id: Annotated[str | None, Query(max_length=64)] = None,
+    unit_id: Annotated[str | None, Query(max_length=64, description="the lead or an assisting unit")] = None,
+    campaign_id: Annotated[str | None, Query(max_length=64)] = None,
+    returned_more_than_once: Annotated[
+        bool | None, Query(description="true: returned twice or more (退单拉锯); false: at most once")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: PageOffset = 0,
 ) -> CasePage:
-    """Cases, most recently changed first, filtered by status, town and unit."""
+    """Cases, most recently changed first, filtered by status, town, unit, campaign and returns."""
     return await handlers.list_cases(
         services,
         status=status.value if status else None,
         town_code=town_code,
         unit_id=unit_id,
+        campaign_id=campaign_id,
+        returned_more_than_once=returned_more_than_once,
         limit=limit,
         offset=offset,
     )
@@ -61,7 +67,7 @@ async def list_cases(
 
 @router.get("/{case_id}", response_model=CaseView)
 async def read_case(case_id: UUID, services: Services) -> CaseView:
-    """Where the case stands and who holds it."""
+    """Where the case stands, who holds it, how it got there, and where its feedback stands."""
     return await handlers.get_case(services, case_id)
 
 
@@ -86,7 +92,8 @@ async def verify_result(
 async def evaluate_handling(
     case_id: UUID, body: EvaluationIn, services: Services, correlation_id: CorrelationId
 ) -> CaseView:
-    """The citizen's evaluation (回访评价); satisfied or basically satisfied closes the case."""
+    """The citizen's evaluation (回访评价); satisfied or basically satisfied closes the case, unsatisfied
+    reopens it (重办)."""
     command = EvaluateHandling(
         rating=body.rating, comment=body.comment, now=services.clock.now(), correlation_id=correlation_id
     )
