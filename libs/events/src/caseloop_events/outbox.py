@@ -59,8 +59,11 @@ class OutboxRelay:
                 continue
             if sent < self._batch_size:
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+                # arrives just as a commit wakes the relay, and the service then never stops.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
+                    async with asyncio.timeout(self._poll_interval):
+                        await self._wake.wait()
 
     async def publish_pending(self) -> int:
         """Publish one batch of unpublished rows; returns how many were sent."""

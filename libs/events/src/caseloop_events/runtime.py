@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -75,7 +75,7 @@ class ServiceRuntime:
         kafka: KafkaSettings,
         consumes: tuple[str, ...] = (),
         handle: EventHandler | None = None,
-        background: Mapping[str, Callable[[], Awaitable[None]]] | None = None,
+        background: Mapping[str, Callable[[], Coroutine[Any, Any, None]]] | None = None,
     ) -> None:
         self.name = producer.value
         self.database = database

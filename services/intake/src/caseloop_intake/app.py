@@ -28,12 +28,19 @@ def create_app(
     own_topic = kafka.topic_of(Producer.INTAKE)
     database = Database(settings.resolved_database_url, runtime_tables, own_topic, clock)
     runtime = ServiceRuntime(
-        producer=Producer.INTAKE, database=database, kafka=kafka, consumes=(own_topic,), handle=handlers.handle_event
+        producer=Producer.INTAKE,
+        database=database,
+        kafka=kafka,
+        # Supervision's topic tells which cases are closed: a closed case draws no duplicates.
+        consumes=(own_topic, kafka.topic_of(Producer.SUPERVISION)),
+        handle=handlers.handle_event,
     )
     return service_app(
         title="caseloop intake",
         summary="Screening (排查/受理): accepts cases raised by other government systems.",
         runtime=runtime,
-        services=IntakeServices(database=database, reference=reference, clock=clock),
+        services=IntakeServices(
+            database=database, reference=reference, clock=clock, screening=settings.screening_rules
+        ),
         routers=[router],
     )

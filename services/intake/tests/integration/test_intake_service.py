@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
-from caseloop_events.contracts.intake import CaseAccepted
-from caseloop_events.envelope import Producer
+from caseloop_events.clock import ManualClock
+from caseloop_events.contracts.intake import (
+    CaseAccepted,
+    CaseLinkedAsDuplicate,
+    CaseRejected,
+    CasesMerged,
+    CaseUnmerged,
+    RejectionReason,
+)
+from caseloop_events.contracts.supervision import CaseClosed, CaseReopened, CaseVerified, ClosureReason
+from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, Producer, new_event
 from caseloop_events.kafka import KafkaSettings
-from caseloop_events.testing import read_events
+from caseloop_events.runtime import ServiceRuntime
+from caseloop_events.testing import eventually, publish, read_events
 from caseloop_intake.app import create_app
 from caseloop_intake.config import IntakeSettings
 
 GRID = "3301100010010101"
+OTHER_GRID = "3301100010010201"
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+SUPERVISOR = {"by": "li.na", "reason": "同一事项"}
 
 
 def a_report(external_id: str, **overrides: Any) -> dict[str, Any]:
@@ -34,19 +51,91 @@ def a_report(external_id: str, **overrides: Any) -> dict[str, Any]:
     return body
 
 
+def a_round(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "grid_code": GRID,
+        "worker_id": "gw-0101",
+        "screened_on": "2026-03-02",
+        "hazards": [
+            {"title": "井盖缺失", "description": "人行道上的井盖丢了，夜里很危险", "address": "柳岸社区南门"},
+            {"title": "测试", "description": "演示用，请忽略"},
+            {"title": "人行道井盖丢失", "description": "人行道上的井盖丢了，晚上很危险"},
+        ],
+    }
+    body.update(overrides)
+    return body
+
+
+@dataclass
+class Intake:
+    client: httpx.AsyncClient
+    runtime: ServiceRuntime
+    kafka: KafkaSettings
+    clock: ManualClock
+
+    async def report(self, external_id: str, **overrides: Any) -> dict[str, Any]:
+        response = await self.client.post("/v1/cases", json=a_report(external_id, **overrides))
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    async def case(self, case_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/v1/cases/{case_id}")
+        assert response.status_code == 200, response.text
+        case: dict[str, Any] = response.json()
+        return case
+
+    async def events_of(self, case_id: str, at_least: int = 1) -> list[Envelope]:
+        """The case's events on the intake topic, once every event intake emitted is published."""
+        await eventually(self.all_published)
+        events = await read_events(
+            self.kafka.kafka_bootstrap_servers,
+            self.kafka.topic_of(Producer.INTAKE),
+            until=lambda evs: sum(str(e.case_id) == case_id for e in evs) >= at_least,
+        )
+        return [e for e in events if str(e.case_id) == case_id]
+
+    async def all_published(self) -> bool:
+        return self.runtime.relay is not None and await self.runtime.relay.pending() == 0
+
+    async def supervision_says(self, case_id: str, payload: EventPayload) -> None:
+        """Publish a supervision event of the case, a minute after anything before it."""
+        self.clock.advance(timedelta(minutes=1))
+        event = new_event(
+            payload,
+            case_id=uuid.UUID(case_id),
+            actor=Actor.system(Producer.SUPERVISION),
+            occurred_at=self.clock.now(),
+            correlation_id=uuid.uuid4(),
+        )
+        await publish(self.kafka.kafka_bootstrap_servers, self.kafka.topic_of(Producer.SUPERVISION), event)
+
+    async def recorded_types(self, case_id: str) -> list[str]:
+        """The event types in intake's own log of the case."""
+        table = self.runtime.database.tables.case_events
+        async with self.runtime.database.reading() as session:
+            rows = await session.execute(select(table.c.type).where(table.c.case_id == case_id))
+            return sorted(row.type for row in rows)
+
+
 @pytest.fixture
-async def intake(database_url: str, kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(IntakeSettings(database_url=database_url, CASELOOP_DATA_DIR=tmp_path), kafka_settings)
+async def intake(database_url: str, kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[Intake]:
+    clock = ManualClock(NOW)
+    app: FastAPI = create_app(
+        IntakeSettings(database_url=database_url, CASELOOP_DATA_DIR=tmp_path), kafka_settings, clock
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
-            yield client
+            intake = Intake(client, app.state.runtime, kafka_settings, clock)
+            yield intake
+            # Stop only once the relay is idle: on Python 3.11 its asyncio.wait_for swallows a
+            # cancellation that lands just after a commit woke it, and the shutdown never ends.
+            await eventually(intake.all_published)
 
 
-async def test_an_accepted_case_is_published_on_the_intake_topic(
-    intake: httpx.AsyncClient, kafka_settings: KafkaSettings
-) -> None:
-    response = await intake.post("/v1/cases", json=a_report("INT-PUB-1"))
+async def test_an_accepted_case_is_published_on_the_intake_topic(intake: Intake, kafka_settings: KafkaSettings) -> None:
+    response = await intake.client.post("/v1/cases", json=a_report("INT-PUB-1"))
     assert response.status_code == 201, response.text
     created = response.json()
     assert created["status"] == "accepted"
@@ -64,58 +153,388 @@ async def test_an_accepted_case_is_published_on_the_intake_topic(
     assert mine[0].payload.case_no == created["case_no"]
 
 
-async def test_the_same_external_id_sent_concurrently_gives_one_case(intake: httpx.AsyncClient) -> None:
+async def test_the_same_external_id_sent_concurrently_gives_one_case(intake: Intake) -> None:
     report = a_report("INT-DUP-1")
-    responses = await asyncio.gather(*(intake.post("/v1/cases", json=report) for _ in range(10)))
+    responses = await asyncio.gather(*(intake.client.post("/v1/cases", json=report) for _ in range(10)))
     assert sorted(r.status_code for r in responses) == [200] * 9 + [201]
     assert len({r.json()["case_id"] for r in responses}) == 1
     assert len({r.json()["case_no"] for r in responses}) == 1
 
 
-async def test_what_intake_holds_is_readable_by_case_id(intake: httpx.AsyncClient) -> None:
-    created = (await intake.post("/v1/cases", json=a_report("INT-READ-1"))).json()
-    case = (await intake.get(f"/v1/cases/{created['case_id']}")).json()
+async def test_what_intake_holds_is_readable_by_case_id(intake: Intake) -> None:
+    created = (await intake.client.post("/v1/cases", json=a_report("INT-READ-1"))).json()
+    case = (await intake.client.get(f"/v1/cases/{created['case_id']}")).json()
     assert case["case_no"] == created["case_no"]
     assert case["location"]["grid_code"] == GRID
     assert case["reporter"]["phone"] == "13800000000"
 
 
-async def test_an_unknown_grid_code_is_bad_input_naming_the_field(intake: httpx.AsyncClient) -> None:
-    response = await intake.post("/v1/cases", json=a_report("INT-BAD-1", location={"grid_code": "9999999999999999"}))
+async def test_an_unknown_grid_code_is_bad_input_naming_the_field_not_a_rejection(intake: Intake) -> None:
+    response = await intake.client.post(
+        "/v1/cases", json=a_report("INT-BAD-1", location={"grid_code": "9999999999999999"})
+    )
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     assert [e["field"] for e in response.json()["errors"]] == ["location.grid_code"]
 
 
-async def test_missing_and_malformed_fields_are_each_reported(intake: httpx.AsyncClient) -> None:
+async def test_missing_and_malformed_fields_are_each_reported(intake: Intake) -> None:
     body = a_report("INT-BAD-2", title="", attachments=["not a url"])
     del body["description"]
-    response = await intake.post("/v1/cases", json=body)
+    response = await intake.client.post("/v1/cases", json=body)
     assert response.status_code == 422
     fields = {e["field"] for e in response.json()["errors"]}
     assert {"body.title", "body.description", "body.attachments.0"} <= fields
 
 
-async def test_an_unknown_case_is_404(intake: httpx.AsyncClient) -> None:
-    response = await intake.get("/v1/cases/00000000-0000-0000-0000-000000000000")
+async def test_an_unknown_case_is_404(intake: Intake) -> None:
+    response = await intake.client.get("/v1/cases/00000000-0000-0000-0000-000000000000")
     assert response.status_code == 404
 
 
-async def test_grids_can_be_found_by_town_and_name(intake: httpx.AsyncClient) -> None:
-    page = (await intake.get("/v1/grids", params={"town_code": GRID[:9], "limit": 5})).json()
+async def test_grids_can_be_found_by_town_and_name(intake: Intake) -> None:
+    page = (await intake.client.get("/v1/grids", params={"town_code": GRID[:9], "limit": 5})).json()
     assert page["total"] > 5
     assert len(page["items"]) == 5
     assert all(item["town_code"] == GRID[:9] for item in page["items"])
     assert page["items"][0]["district_code"] == GRID[:6]
 
 
-async def test_control_characters_in_text_are_bad_input_not_a_server_error(intake: httpx.AsyncClient) -> None:
-    response = await intake.post("/v1/cases", json=a_report("INT-NUL-1", title="a\u0000b"))
+async def test_control_characters_in_text_are_bad_input_not_a_server_error(intake: Intake) -> None:
+    response = await intake.client.post("/v1/cases", json=a_report("INT-NUL-1", title="a\u0000b"))
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["body.title"]
 
 
-async def test_unknown_fields_are_refused(intake: httpx.AsyncClient) -> None:
-    response = await intake.post("/v1/cases", json=a_report("INT-EXTRA-1", priority="high"))
+async def test_unknown_fields_are_refused(intake: Intake) -> None:
+    response = await intake.client.post("/v1/cases", json=a_report("INT-EXTRA-1", priority="high"))
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["body.priority"]
+
+
+# Rejection
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason_code"),
+    [
+        ({"title": "测试工单", "description": "联调用，请忽略"}, RejectionReason.TEST_OR_SPAM),
+        ({"title": "无", "description": "。。。"}, RejectionReason.NO_ACTIONABLE_CONTENT),
+        ({"location": {"address": "上海市浦东新区世纪大道100号"}}, RejectionReason.OUT_OF_JURISDICTION),
+    ],
+)
+async def test_a_rejected_report_is_kept_numbered_and_readable_with_its_reason(
+    intake: Intake, overrides: dict[str, Any], reason_code: RejectionReason
+) -> None:
+    created = await intake.report(f"INT-REJ-{reason_code}", **overrides)
+
+    assert created["status"] == "rejected"
+    assert created["rejection"]["reason_code"] == reason_code
+    assert created["case_no"].startswith("CL")
+    case = await intake.case(created["case_id"])
+    assert case["status"] == "rejected"
+    assert case["rejection"]["reason_code"] == reason_code
+    assert case["rejection"]["note"]
+    assert case["location"] is None
+    [event] = await intake.events_of(created["case_id"])
+    assert isinstance(event.payload, CaseRejected)
+    assert event.payload.reason_code is reason_code
+    assert event.payload.case_no == created["case_no"]
+
+
+async def test_rejected_and_accepted_cases_share_one_case_number_sequence(intake: Intake) -> None:
+    first = await intake.report("INT-SEQ-1")
+    rejected = await intake.report("INT-SEQ-2", title="测试", description="请忽略")
+    third = await intake.report("INT-SEQ-3", title="路灯不亮", description="整条路的路灯都不亮")
+
+    numbers = [int(c["case_no"][-7:]) for c in (first, rejected, third)]
+    assert numbers == [numbers[0], numbers[0] + 1, numbers[0] + 2]
+
+
+async def test_a_rejected_report_sent_again_is_the_same_case(intake: Intake) -> None:
+    first = await intake.report("INT-REJ-AGAIN", title="测试", description="请忽略")
+    again = await intake.client.post("/v1/cases", json=a_report("INT-REJ-AGAIN", title="测试", description="请忽略"))
+
+    assert again.status_code == 200
+    assert again.json() == first
+
+
+# Probable duplicates
+
+
+async def test_a_report_repeating_an_open_case_of_its_grid_is_linked_instead_of_accepted(intake: Intake) -> None:
+    original = await intake.report("INT-ORIG-1")
+    intake.clock.advance(timedelta(hours=2))
+
+    repeat = await intake.report(
+        "INT-REPEAT-1", source_system="grid-app", title="小区门口垃圾没人清运", description="垃圾堆了三天，味道很大"
+    )
+
+    assert repeat["status"] == "duplicate"
+    assert repeat["duplicate_of"]["case_id"] == original["case_id"]
+    assert repeat["duplicate_of"]["case_no"] == original["case_no"]
+    assert repeat["duplicate_of"]["similarity"] >= 0.5
+    case = await intake.case(repeat["case_id"])
+    assert case["duplicate_of"] == repeat["duplicate_of"]
+    assert case["accepted_at"] is None
+    assert case["location"]["grid_code"] == GRID
+    [event] = await intake.events_of(repeat["case_id"])
+    assert isinstance(event.payload, CaseLinkedAsDuplicate)
+    assert event.payload.original_case_id == uuid.UUID(original["case_id"])
+    assert event.payload.title == "小区门口垃圾没人清运"
+    again = await intake.client.post("/v1/cases", json=a_report("INT-REPEAT-1", source_system="grid-app"))
+    assert again.status_code == 200
+    assert again.json()["status"] == "duplicate"
+
+
+async def test_the_same_report_in_another_grid_or_after_the_window_is_accepted(intake: Intake) -> None:
+    await intake.report("INT-WIN-1")
+
+    elsewhere = await intake.report("INT-WIN-2", location={"grid_code": OTHER_GRID})
+    intake.clock.advance(timedelta(hours=73))
+    later = await intake.report("INT-WIN-3")
+
+    assert elsewhere["status"] == later["status"] == "accepted"
+
+
+async def test_intake_learns_closures_from_supervision_and_a_closed_case_draws_no_duplicates(intake: Intake) -> None:
+    original = await intake.report("INT-CLOSED-1")
+    await intake.supervision_says(original["case_id"], CaseVerified(verified_by="s"))
+    await intake.supervision_says(original["case_id"], CaseClosed(reason=ClosureReason.EVALUATED))
+
+    await eventually(lambda: _closed(intake, original["case_id"]))
+    repeat = await intake.report("INT-CLOSED-2")
+    assert repeat["status"] == "accepted"
+    # Only closures and reopenings of supervision's topic are kept in intake's log.
+    assert await intake.recorded_types(original["case_id"]) == ["case.accepted", "case.closed"]
+
+    await intake.supervision_says(original["case_id"], CaseReopened(reason="不满意", reopen_count=1))
+    await eventually(lambda: _open(intake, original["case_id"]))
+
+
+async def _closed(intake: Intake, case_id: str) -> bool:
+    return (await intake.case(case_id))["closed_at"] is not None
+
+
+async def _open(intake: Intake, case_id: str) -> bool:
+    return (await intake.case(case_id))["closed_at"] is None
+
+
+async def test_similar_reports_sent_together_give_one_accepted_case_and_duplicates_of_it(intake: Intake) -> None:
+    responses = await asyncio.gather(
+        *(intake.client.post("/v1/cases", json=a_report(f"INT-RACE-{n}")) for n in range(5))
+    )
+
+    statuses = sorted(r.json()["status"] for r in responses)
+    assert statuses == ["accepted", "duplicate", "duplicate", "duplicate", "duplicate"]
+
+
+# Merge and unmerge
+
+
+async def two_open_cases(intake: Intake) -> tuple[dict[str, Any], dict[str, Any]]:
+    original = await intake.report("INT-M-ORIGINAL")
+    other = await intake.report("INT-M-OTHER", title="楼道灯不亮", description="三楼楼道的灯坏了一周")
+    assert original["status"] == other["status"] == "accepted"
+    return original, other
+
+
+async def test_a_supervisor_merges_a_case_into_another_and_unmerges_it(intake: Intake) -> None:
+    original, other = await two_open_cases(intake)
+
+    merged = await intake.client.post(
+        f"/v1/cases/{other['case_id']}/merge", json={"into_case_id": original["case_id"], **SUPERVISOR}
+    )
+
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["status"] == "merged"
+    assert merged.json()["merged_into"]["case_id"] == original["case_id"]
+    assert merged.json()["merged_into"]["case_no"] == original["case_no"]
+    assert merged.json()["merged_into"]["merged_by"] == "li.na"
+
+    unmerged = await intake.client.post(f"/v1/cases/{other['case_id']}/unmerge", json=SUPERVISOR)
+
+    assert unmerged.status_code == 200, unmerged.text
+    assert unmerged.json()["status"] == "accepted"
+    assert unmerged.json()["merged_into"] is None
+    accepted, merge, unmerge = await intake.events_of(other["case_id"], at_least=3)
+    assert isinstance(accepted.payload, CaseAccepted)
+    assert isinstance(merge.payload, CasesMerged)
+    assert merge.payload.into_case_no == original["case_no"]
+    assert merge.actor == Actor(id="li.na", role=ActorRole.SUPERVISOR)
+    assert isinstance(unmerge.payload, CaseUnmerged)
+    assert unmerge.payload.from_case_id == uuid.UUID(original["case_id"])
+    assert unmerge.causation_id == merge.event_id
+
+
+async def test_unmerging_a_duplicate_accepts_it_for_judgment(intake: Intake) -> None:
+    original = await intake.report("INT-UD-1")
+    repeat = await intake.report("INT-UD-2", callback_url="https://grid.example/cb")
+    assert repeat["status"] == "duplicate"
+
+    response = await intake.client.post(f"/v1/cases/{repeat['case_id']}/unmerge", json=SUPERVISOR)
+
+    assert response.status_code == 200, response.text
+    case = response.json()
+    assert case["status"] == "accepted"
+    assert case["duplicate_of"] is None
+    assert case["accepted_at"] is not None
+    linked, unmerged, accepted = await intake.events_of(repeat["case_id"], at_least=3)
+    assert isinstance(linked.payload, CaseLinkedAsDuplicate)
+    assert isinstance(unmerged.payload, CaseUnmerged)
+    assert unmerged.payload.from_case_id == uuid.UUID(original["case_id"])
+    assert isinstance(accepted.payload, CaseAccepted)
+    assert accepted.causation_id == unmerged.event_id
+    assert accepted.payload.callback_url == "https://grid.example/cb"
+    assert accepted.payload.case_no == repeat["case_no"]
+
+
+@pytest.mark.parametrize(
+    ("which", "into", "rule"),
+    [
+        ("other", "other", "CannotMergeIntoItself"),
+        ("rejected", "original", "CaseNotOwnAccepted"),
+        ("merged", "original", "CaseNotOwnAccepted"),
+        ("other", "merged", "TargetNotOwnAccepted"),
+        ("other", "rejected", "TargetNotOwnAccepted"),
+    ],
+)
+async def test_a_merge_that_does_not_fit_is_409_naming_the_rule_and_changes_nothing(
+    intake: Intake, which: str, into: str, rule: str
+) -> None:
+    original, other = await two_open_cases(intake)
+    rejected = await intake.report("INT-M-REJ", title="测试", description="请忽略")
+    merged = await intake.report("INT-M-MERGED", title="道路坑洼", description="路面出现大坑，电动车容易摔倒")
+    response = await intake.client.post(
+        f"/v1/cases/{merged['case_id']}/merge", json={"into_case_id": original["case_id"], **SUPERVISOR}
+    )
+    assert response.status_code == 200, response.text
+    cases = {"original": original, "other": other, "rejected": rejected, "merged": merged}
+    before = {name: await intake.case(c["case_id"]) for name, c in cases.items()}
+
+    response = await intake.client.post(
+        f"/v1/cases/{cases[which]['case_id']}/merge", json={"into_case_id": cases[into]["case_id"], **SUPERVISOR}
+    )
+
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["rule"] == rule
+    assert {name: await intake.case(c["case_id"]) for name, c in cases.items()} == before
+    assert len(await intake.events_of(cases[which]["case_id"])) == (2 if which == "merged" else 1)
+
+
+async def test_merging_an_unknown_case_or_into_an_unknown_case_is_404(intake: Intake) -> None:
+    original, _ = await two_open_cases(intake)
+    unknown = str(uuid.uuid4())
+
+    case_unknown = await intake.client.post(
+        f"/v1/cases/{unknown}/merge", json={"into_case_id": original["case_id"], **SUPERVISOR}
+    )
+    target_unknown = await intake.client.post(
+        f"/v1/cases/{original['case_id']}/merge", json={"into_case_id": unknown, **SUPERVISOR}
+    )
+
+    assert case_unknown.status_code == target_unknown.status_code == 404
+    assert "into_case_id" in target_unknown.json()["detail"]
+    assert (await intake.case(original["case_id"]))["status"] == "accepted"
+
+
+async def test_only_a_merged_case_or_a_duplicate_is_unmerged(intake: Intake) -> None:
+    original, _ = await two_open_cases(intake)
+
+    response = await intake.client.post(f"/v1/cases/{original['case_id']}/unmerge", json=SUPERVISOR)
+
+    assert response.status_code == 409
+    assert response.json()["rule"] == "NotMergedOrDuplicate"
+    assert len(await intake.events_of(original["case_id"])) == 1
+    unknown = await intake.client.post(f"/v1/cases/{uuid.uuid4()}/unmerge", json=SUPERVISOR)
+    assert unknown.status_code == 404
+
+
+async def test_a_merge_needs_who_and_why(intake: Intake) -> None:
+    original, other = await two_open_cases(intake)
+
+    response = await intake.client.post(
+        f"/v1/cases/{other['case_id']}/merge", json={"into_case_id": original["case_id"], "by": "li.na"}
+    )
+
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["body.reason"]
+
+
+# Screening rounds
+
+
+async def test_each_hazard_of_a_screening_round_is_screened_like_a_report(intake: Intake) -> None:
+    response = await intake.client.post("/v1/screenings", json=a_round(round_id="R-2026-03-02-A"))
+
+    assert response.status_code == 201, response.text
+    screening = response.json()
+    assert screening["round_id"] == "R-2026-03-02-A"
+    first, test, repeat = screening["cases"]
+    assert [c["status"] for c in screening["cases"]] == ["accepted", "rejected", "duplicate"]
+    assert test["rejection"]["reason_code"] == "test_or_spam"
+    assert repeat["duplicate_of"]["case_id"] == first["case_id"]
+    case = await intake.case(first["case_id"])
+    assert case["source_system"] == "grid-screening"
+    assert case["external_id"] == "R-2026-03-02-A/0"
+    assert case["location"]["grid_code"] == GRID
+    assert case["address"] == "柳岸社区南门"
+    [event] = await intake.events_of(first["case_id"])
+    assert event.actor == Actor(id="gw-0101", role=ActorRole.SOURCE_SYSTEM)
+
+
+async def test_posting_the_same_round_again_answers_200_with_the_same_cases(intake: Intake) -> None:
+    first = await intake.client.post("/v1/screenings", json=a_round())
+    again = await intake.client.post("/v1/screenings", json=a_round())
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    assert first.json()["round_id"] == f"{GRID}/gw-0101/2026-03-02"
+
+
+async def test_a_round_in_an_unknown_grid_is_bad_input_naming_the_field(intake: Intake) -> None:
+    response = await intake.client.post("/v1/screenings", json=a_round(grid_code="9999999999999999"))
+
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["grid_code"]
+
+
+async def test_a_round_with_an_unknown_category_creates_no_case(intake: Intake) -> None:
+    hazards = a_round()["hazards"]
+    bad = a_round(hazards=[hazards[0], {**hazards[2], "category": "no_such_category"}])
+
+    response = await intake.client.post("/v1/screenings", json=bad)
+
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["hazards.1.category"]
+    assert (await intake.client.post("/v1/screenings", json=a_round())).status_code == 201
+
+
+async def test_a_round_holds_one_to_a_hundred_hazards(intake: Intake) -> None:
+    hazard = a_round()["hazards"][0]
+    none = await intake.client.post("/v1/screenings", json=a_round(hazards=[]))
+    too_many = await intake.client.post("/v1/screenings", json=a_round(hazards=[hazard] * 101))
+
+    assert none.status_code == too_many.status_code == 422
+
+
+# Callback
+
+
+async def test_a_callback_url_is_carried_into_the_event_and_shown(intake: Intake) -> None:
+    created = await intake.report("INT-CB-1", callback_url="https://hotline.example/cases/1/feedback")
+
+    case = await intake.case(created["case_id"])
+    assert case["callback_url"] == "https://hotline.example/cases/1/feedback"
+    [event] = await intake.events_of(created["case_id"])
+    assert isinstance(event.payload, CaseAccepted)
+    assert event.payload.callback_url == "https://hotline.example/cases/1/feedback"
+
+
+@pytest.mark.parametrize("url", ["ftp://hotline.example/cb", "not a url", "https://hotline.example/" + "a" * 2000])
+async def test_a_callback_url_must_be_http_or_https_and_at_most_2000_characters(intake: Intake, url: str) -> None:
+    response = await intake.client.post("/v1/cases", json=a_report("INT-CB-BAD", callback_url=url))
+
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["body.callback_url"]

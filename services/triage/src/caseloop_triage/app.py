@@ -29,12 +29,18 @@ def create_app(
     reference = load_reference_data(settings.reference_dir or default_reference_dir())
     own_topic = kafka.topic_of(Producer.TRIAGE)
     database = Database(settings.resolved_database_url, runtime_tables, own_topic, clock)
-    services = TriageServices(database=database, reference=reference, clock=clock)
+    services = TriageServices(
+        database=database,
+        reference=reference,
+        clock=clock,
+        review_below_confidence=settings.review_below_confidence,
+    )
     runtime = ServiceRuntime(
         producer=Producer.TRIAGE,
         database=database,
         kafka=kafka,
-        consumes=(kafka.topic_of(Producer.INTAKE), own_topic),
+        # Supervision's topic tells which cases are closed: a closed case is not judged again.
+        consumes=(kafka.topic_of(Producer.INTAKE), own_topic, kafka.topic_of(Producer.SUPERVISION)),
         handle=partial(handlers.handle_event, services),
     )
     return service_app(

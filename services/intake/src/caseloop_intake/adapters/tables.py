@@ -1,11 +1,13 @@
 """intake's own tables (the runtime adds outbox, checkpoints and case log to the same metadata)."""
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text, UniqueConstraint
 
 from caseloop_events.storage import UtcDateTime, define_runtime_tables
 
 metadata = MetaData()
 
+# Every screened case as the log has it (a projection: rebuilt by replay). Screening reads it
+# to find the open cases a new report may repeat.
 cases = Table(
     "cases",
     metadata,
@@ -15,12 +17,20 @@ cases = Table(
     Column("external_id", String(128), nullable=False),
     Column("status", String(32), nullable=False),
     Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("reported_category", String(64), nullable=True),
     Column("grid_code", String(32), nullable=True),
     Column("town_code", String(32), nullable=True, index=True),
+    Column("screened_at", UtcDateTime, nullable=False),
     Column("accepted_at", UtcDateTime, nullable=True),
+    Column("closed_at", UtcDateTime, nullable=True),
+    Column("reason_code", String(32), nullable=True),
+    #: The case this one follows: the original of a duplicate, or the case it was merged into.
+    Column("follows_case_id", String(36), nullable=True, index=True),
     Column("body", Text, nullable=False),
     UniqueConstraint("source_system", "external_id", name="uq_cases_source_external_id"),
 )
+Index("ix_cases_open_in_grid", cases.c.grid_code, cases.c.status, cases.c.accepted_at)
 
 # The last case number's sequence. Kept as a row (not a database sequence) so that a
 # projection rebuilt from the log continues after the highest number the log holds.

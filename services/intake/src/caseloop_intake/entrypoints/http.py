@@ -8,16 +8,31 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from caseloop_events.contracts.intake import Reporter
-from caseloop_events.errors import InvalidInput
+from caseloop_events.envelope import Actor, ActorRole
 from caseloop_events.http import CorrelationId, PageOffset
-from caseloop_intake.domain.model import IntakeCase, LocationGiven, ReportCase
+from caseloop_intake.domain.model import (
+    Hazard,
+    IntakeCase,
+    LocationGiven,
+    MergeCase,
+    ReportCase,
+    ScreenRound,
+    UnmergeCase,
+)
 from caseloop_intake.entrypoints.schemas import (
     CaseCreate,
     CaseCreated,
     CaseRead,
     CategoryRead,
+    DuplicateLinkRead,
     GridPage,
     GridRead,
+    MergeCreate,
+    MergeRead,
+    RejectionRead,
+    ScreeningCreate,
+    ScreeningRead,
+    UnmergeCreate,
 )
 from caseloop_intake.service_layer import handlers
 from caseloop_intake.service_layer.handlers import IntakeServices
@@ -42,9 +57,9 @@ router = APIRouter(prefix="/v1", tags=["screening"])
 async def report_case(
     body: CaseCreate, services: Services, correlation_id: CorrelationId, response: Response
 ) -> CaseCreated:
-    """Report a case. The same source_system and external_id always give the same case."""
-    if body.category is not None and body.category not in services.reference.categories:
-        raise InvalidInput("category", f"unknown category {body.category!r} (see GET /v1/categories)")
+    """Report a case: accepted for judgment, linked to the open case it repeats, or rejected (and kept).
+
+    The same source_system and external_id always give the same case."""
     command = ReportCase(
         source_system=body.source_system,
         external_id=body.external_id,
@@ -55,42 +70,155 @@ async def report_case(
         reporter=Reporter(name=body.reporter.name, phone=body.reporter.phone) if body.reporter else None,
         occurred_at=body.occurred_at,
         attachments=tuple(str(url) for url in body.attachments),
+        callback_url=str(body.callback_url) if body.callback_url is not None else None,
+        reported_by=Actor(id=body.source_system, role=ActorRole.SOURCE_SYSTEM),
         now=services.clock.now(),
     )
     outcome = await handlers.report_case(services, command, correlation_id)
     response.headers["Location"] = f"/v1/cases/{outcome.case.case_id}"
     if not outcome.created:
         response.status_code = status.HTTP_200_OK
-    assert outcome.case.case_no is not None
-    assert outcome.case.status is not None
-    return CaseCreated(case_id=outcome.case.case_id, case_no=outcome.case.case_no, status=outcome.case.status)
+    return _case_created(outcome.case)
+
+
+@router.post(
+    "/screenings",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ScreeningRead,
+    responses={200: {"model": ScreeningRead, "description": "the round was posted before: the same cases"}},
+)
+async def screen_round(
+    body: ScreeningCreate, services: Services, correlation_id: CorrelationId, response: Response
+) -> ScreeningRead:
+    """A grid worker's daily screening round (日排查): each hazard is screened like a report of its own.
+
+    201 when any hazard became a new case; the same round again answers 200 with the same cases."""
+    command = ScreenRound(
+        grid_code=body.grid_code,
+        worker_id=body.worker_id,
+        screened_on=body.screened_on,
+        round_id=body.round_id,
+        hazards=tuple(
+            Hazard(
+                title=hazard.title,
+                description=hazard.description,
+                category=hazard.category,
+                address=hazard.address,
+                occurred_at=hazard.occurred_at,
+                attachments=tuple(str(url) for url in hazard.attachments),
+            )
+            for hazard in body.hazards
+        ),
+        now=services.clock.now(),
+    )
+    outcomes = await handlers.screen_round(services, command, correlation_id)
+    if not any(outcome.created for outcome in outcomes):
+        response.status_code = status.HTTP_200_OK
+    return ScreeningRead(
+        round_id=command.round_key,
+        grid_code=command.grid_code,
+        worker_id=command.worker_id,
+        screened_on=command.screened_on,
+        cases=[_case_created(outcome.case) for outcome in outcomes],
+    )
 
 
 @router.get("/cases/{case_id}", response_model=CaseRead)
 async def read_case(case_id: UUID, services: Services) -> CaseRead:
-    """What intake holds about a case."""
+    """What intake holds about a case: the report, and whether it was accepted, rejected, linked or merged."""
     return _case_read(await handlers.get_case(services, case_id))
 
 
+@router.post("/cases/{case_id}/merge", response_model=CaseRead, tags=["supervision"])
+async def merge_case(case_id: UUID, body: MergeCreate, services: Services, correlation_id: CorrelationId) -> CaseRead:
+    """A supervisor merges the case into an accepted, open case it repeats; the merged case stops where it stands."""
+    command = MergeCase(
+        case_id=case_id, into_case_id=body.into_case_id, by=body.by, reason=body.reason, now=services.clock.now()
+    )
+    return _case_read(await handlers.merge_case(services, command, correlation_id))
+
+
+@router.post("/cases/{case_id}/unmerge", response_model=CaseRead, tags=["supervision"])
+async def unmerge_case(
+    case_id: UUID, body: UnmergeCreate, services: Services, correlation_id: CorrelationId
+) -> CaseRead:
+    """A supervisor undoes a merge or a duplicate link; an unlinked duplicate is accepted for judgment."""
+    command = UnmergeCase(case_id=case_id, by=body.by, reason=body.reason, now=services.clock.now())
+    return _case_read(await handlers.unmerge_case(services, command, correlation_id))
+
+
+def _case_created(case: IntakeCase) -> CaseCreated:
+    assert case.case_no is not None
+    assert case.status is not None
+    return CaseCreated(
+        case_id=case.case_id,
+        case_no=case.case_no,
+        status=case.status,
+        rejection=_rejection_read(case),
+        duplicate_of=_duplicate_read(case),
+    )
+
+
 def _case_read(case: IntakeCase) -> CaseRead:
-    accepted = case.accepted
-    assert accepted is not None
     assert case.status is not None
     assert case.case_no is not None
+    assert case.screened_at is not None
+    # A rejected case keeps what its rejection carries; every other keeps the report, placed.
+    report, rejected = case.report, case.rejected
+    told = report if report is not None else rejected
+    assert told is not None
     return CaseRead(
         case_id=case.case_id,
         case_no=case.case_no,
         status=case.status,
-        source_system=accepted.source_system,
-        external_id=accepted.external_id,
-        title=accepted.title,
-        description=accepted.description,
-        reported_category=accepted.reported_category,
-        location=accepted.location,
-        reporter=accepted.reporter,
-        reported_occurred_at=accepted.reported_occurred_at,
-        attachments=list(accepted.attachments),
-        accepted_at=accepted.accepted_at,
+        source_system=told.source_system,
+        external_id=told.external_id,
+        title=told.title,
+        description=told.description,
+        reported_category=report.reported_category if report else None,
+        location=report.location if report else None,
+        address=report.location.address if report else rejected.address if rejected else None,
+        reporter=report.reporter if report else None,
+        reported_occurred_at=report.reported_occurred_at if report else None,
+        attachments=list(report.attachments) if report else [],
+        callback_url=report.callback_url if report else None,
+        screened_at=case.screened_at,
+        accepted_at=case.accepted.accepted_at if case.accepted else None,
+        rejection=_rejection_read(case),
+        duplicate_of=_duplicate_read(case),
+        merged_into=_merge_read(case),
+        closed_at=case.closed_at,
+    )
+
+
+def _merge_read(case: IntakeCase) -> MergeRead | None:
+    merged = case.merged_into
+    if merged is None:
+        return None
+    return MergeRead(
+        case_id=merged.decision.into_case_id,
+        case_no=merged.decision.into_case_no,
+        merged_by=merged.decision.merged_by,
+        reason=merged.decision.reason,
+        merged_at=merged.merged_at,
+    )
+
+
+def _rejection_read(case: IntakeCase) -> RejectionRead | None:
+    if case.rejected is None:
+        return None
+    return RejectionRead(reason_code=case.rejected.reason_code, note=case.rejected.note)
+
+
+def _duplicate_read(case: IntakeCase) -> DuplicateLinkRead | None:
+    linked = case.duplicate_of
+    if linked is None:
+        return None
+    return DuplicateLinkRead(
+        case_id=linked.original_case_id,
+        case_no=linked.original_case_no,
+        similarity=linked.similarity,
+        reason=linked.reason,
     )
 
 

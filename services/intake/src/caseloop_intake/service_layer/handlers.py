@@ -3,29 +3,44 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import select, update
 
 from caseloop_events.clock import Clock
 from caseloop_events.consumer import Delivery
-from caseloop_events.envelope import Actor, ActorRole, Envelope, deterministic_id, new_event
-from caseloop_events.errors import CaseNotFound
+from caseloop_events.contracts.common import CaseStatus
+from caseloop_events.contracts.supervision import CaseClosed, CaseReopened
+from caseloop_events.envelope import Envelope, Producer
+from caseloop_events.errors import CaseNotFound, InvalidInput
 from caseloop_events.reference import ReferenceData
 from caseloop_events.storage import insert_ignoring_duplicates, upsert
 from caseloop_events.unit_of_work import Database, UnitOfWork
 from caseloop_intake.adapters.tables import case_number_counter, cases
 from caseloop_intake.domain.model import (
+    EarlierCase,
     IntakeCase,
+    MergeCase,
     ReportCase,
-    accept,
+    ScreenRound,
+    UnmergeCase,
     case_id_for,
     case_number,
     evolve,
     fold,
+    merge,
     place_case,
+    screen,
+    screening_event,
     sequence_of,
+    unmerge,
 )
+from caseloop_intake.domain.screening import ScreeningRules
+
+#: What intake keeps of supervision's topic: whether a case is open. Nothing else is recorded.
+SUPERVISION_EVENTS_KEPT = (CaseClosed, CaseReopened)
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,7 @@ class IntakeServices:
     database: Database
     reference: ReferenceData
     clock: Clock
+    screening: ScreeningRules
 
 
 @dataclass(frozen=True)
@@ -44,27 +60,89 @@ class ReportOutcome:
 
 
 async def report_case(services: IntakeServices, command: ReportCase, correlation_id: UUID) -> ReportOutcome:
-    """Accept a case, or return the one already reported with the same source system and external id."""
+    """Screen a report, or return the case already reported with the same source system and external id."""
+    _require_known_category(services.reference, command.category, "category")
     case_id = case_id_for(command.source_system, command.external_id)
     place = place_case(command.location, services.reference)
     async with services.database.transaction() as uow:
         case = fold(case_id, await uow.lock_case(case_id))
-        if case.status is not None:
+        if case.known:
             return ReportOutcome(case, created=False)
+        # Taking the number locks the counter row until commit, so screenings run one at a time:
+        # the earlier cases read below include every case screened before, and two similar
+        # reports sent together cannot both be accepted.
         sequence = await _next_case_sequence(uow)
-        accepted = accept(command, place, case_number(sequence, command.now))
-        event = new_event(
-            accepted,
-            case_id=case_id,
-            actor=Actor(id=command.source_system, role=ActorRole.SOURCE_SYSTEM),
-            occurred_at=command.now,
-            correlation_id=correlation_id,
-            event_id=deterministic_id(case_id, "accepted"),
-        )
+        since = command.now - services.screening.duplicate_window
+        earlier = await _open_cases_in_grid(uow, place.grid_code, since) if place else []
+        outcome = screen(command, place, case_number(sequence, command.now), earlier, services.screening)
+        event = screening_event(case_id, outcome, command, correlation_id)
         await uow.emit(event)
         case = evolve(case, event)
         await _project(uow, case)
     return ReportOutcome(case, created=True)
+
+
+async def screen_round(services: IntakeServices, command: ScreenRound, correlation_id: UUID) -> list[ReportOutcome]:
+    """Screen each hazard of a grid worker's round as a report of its own, in the order found.
+
+    Every hazard is checked before any is screened, so bad input creates no case; each hazard
+    then has its own transaction, and posting the round again answers with the same cases.
+    """
+    if services.reference.place_of(command.grid_code) is None:
+        raise InvalidInput("grid_code", f"unknown grid code {command.grid_code!r} (see GET /v1/grids)")
+    for index, hazard in enumerate(command.hazards):
+        _require_known_category(services.reference, hazard.category, f"hazards.{index}.category")
+    return [await report_case(services, report, correlation_id) for report in command.reports()]
+
+
+def _require_known_category(reference: ReferenceData, category: str | None, field: str) -> None:
+    if category is not None and category not in reference.categories:
+        raise InvalidInput(field, f"unknown category {category!r} (see GET /v1/categories)")
+
+
+async def merge_case(services: IntakeServices, command: MergeCase, correlation_id: UUID) -> IntakeCase:
+    """A supervisor merges a case into another open case it repeats."""
+    async with services.database.transaction() as uow:
+        # Both cases are locked, always in the same order, so two merges never deadlock and
+        # neither case changes status while the merge is decided.
+        histories = {
+            case_id: await uow.lock_case(case_id) for case_id in sorted({command.case_id, command.into_case_id})
+        }
+        case = fold(command.case_id, histories[command.case_id])
+        into = fold(command.into_case_id, histories[command.into_case_id])
+        event = merge(case, into, command, correlation_id)
+        await uow.emit(event)
+        case = evolve(case, event)
+        await _project(uow, case)
+    return case
+
+
+async def unmerge_case(services: IntakeServices, command: UnmergeCase, correlation_id: UUID) -> IntakeCase:
+    """A supervisor undoes a merge or a duplicate link; an unlinked duplicate is accepted for judgment."""
+    async with services.database.transaction() as uow:
+        case = fold(command.case_id, await uow.lock_case(command.case_id))
+        for event in unmerge(case, command, correlation_id):
+            await uow.emit(event)
+            case = evolve(case, event)
+        await _project(uow, case)
+    return case
+
+
+async def get_case(services: IntakeServices, case_id: UUID) -> IntakeCase:
+    async with services.database.transaction() as uow:
+        case = fold(case_id, await uow.case_events(case_id))
+    if not case.known:
+        raise CaseNotFound(case_id)
+    return case
+
+
+async def handle_event(uow: UnitOfWork, event: Envelope, _delivery: Delivery) -> None:
+    """Its own topic rebuilds the case list on replay; supervision's tells which cases are closed."""
+    if event.producer is Producer.SUPERVISION and not isinstance(event.payload, SUPERVISION_EVENTS_KEPT):
+        return
+    await uow.lock_case(event.case_id)
+    await uow.record(event)
+    await _project(uow, fold(event.case_id, await uow.case_events(event.case_id)))
 
 
 async def _next_case_sequence(uow: UnitOfWork) -> int:
@@ -82,52 +160,69 @@ async def _next_case_sequence(uow: UnitOfWork) -> int:
     return int(sequence)
 
 
-async def _project(uow: UnitOfWork, case: IntakeCase) -> None:
-    """Bring the case's row in line with its folded state."""
-    if case.accepted is None or case.status is None:
-        return
-    assert case.case_no is not None
-    values = {
-        "case_no": case.case_no,
-        "status": case.status.value,
-        "title": case.accepted.title,
-        "grid_code": case.accepted.location.grid_code,
-        "town_code": case.accepted.location.town_code,
-        "accepted_at": case.accepted.accepted_at,
-        "body": case.accepted.model_dump_json(),
-    }
-    await uow.session.execute(
-        upsert(
-            cases,
-            {
-                "case_id": str(case.case_id),
-                "source_system": case.accepted.source_system,
-                "external_id": case.accepted.external_id,
-                **values,
-            },
-            ("case_id",),
-            uow.dialect,
+async def _open_cases_in_grid(uow: UnitOfWork, grid_code: str, since: datetime) -> list[EarlierCase]:
+    """The grid's accepted, open cases accepted since the duplicate window began: what a report may repeat."""
+    rows = await uow.session.execute(
+        select(cases).where(
+            cases.c.grid_code == grid_code,
+            cases.c.status == CaseStatus.ACCEPTED.value,
+            cases.c.closed_at.is_(None),
+            cases.c.accepted_at >= since,
         )
     )
+    return [
+        EarlierCase(
+            case_id=UUID(row.case_id),
+            case_no=row.case_no,
+            status=CaseStatus(row.status),
+            grid_code=row.grid_code,
+            reported_category=row.reported_category,
+            title=row.title,
+            description=row.description,
+            accepted_at=row.accepted_at,
+            closed_at=row.closed_at,
+        )
+        for row in rows
+    ]
+
+
+async def _project(uow: UnitOfWork, case: IntakeCase) -> None:
+    """Bring the case's row in line with its folded state."""
+    row = _row_of(case)
+    if row is None:
+        return
+    await uow.session.execute(upsert(cases, row, ("case_id",), uow.dialect))
     counter = case_number_counter
+    sequence = sequence_of(row["case_no"])
     await uow.session.execute(insert_ignoring_duplicates(counter, {"name": "case_no", "last_value": 0}, uow.dialect))
     await uow.session.execute(
-        update(counter)
-        .where(counter.c.name == "case_no", counter.c.last_value < sequence_of(case.case_no))
-        .values(last_value=sequence_of(case.case_no))
+        update(counter).where(counter.c.name == "case_no", counter.c.last_value < sequence).values(last_value=sequence)
     )
 
 
-async def get_case(services: IntakeServices, case_id: UUID) -> IntakeCase:
-    async with services.database.transaction() as uow:
-        case = fold(case_id, await uow.case_events(case_id))
-    if case.status is None:
-        raise CaseNotFound(case_id)
-    return case
-
-
-async def handle_event(uow: UnitOfWork, event: Envelope, _delivery: Delivery) -> None:
-    """intake reads only its own topic: rebuilding its projection from the log."""
-    await uow.lock_case(event.case_id)
-    await uow.record(event)
-    await _project(uow, fold(event.case_id, await uow.case_events(event.case_id)))
+def _row_of(case: IntakeCase) -> dict[str, Any] | None:
+    """The case's row; None while intake knows of the case only that it closed (replay order)."""
+    if case.status is None or case.case_no is None or case.screened_at is None:
+        return None
+    # A rejected case keeps what its rejection carries; every other keeps the report, placed.
+    report = case.report
+    told = report if report is not None else case.rejected
+    assert told is not None
+    return {
+        "case_id": str(case.case_id),
+        "case_no": case.case_no,
+        "source_system": told.source_system,
+        "external_id": told.external_id,
+        "status": case.status.value,
+        "title": told.title,
+        "description": told.description,
+        "reported_category": report.reported_category if report else None,
+        "grid_code": report.location.grid_code if report else None,
+        "town_code": report.location.town_code if report else None,
+        "screened_at": case.screened_at,
+        "accepted_at": case.accepted.accepted_at if case.accepted else None,
+        "closed_at": case.closed_at,
+        "reason_code": case.rejected.reason_code.value if case.rejected else None,
+        "follows_case_id": str(case.follows) if case.follows else None,
+        "body": told.model_dump_json(),
+    }

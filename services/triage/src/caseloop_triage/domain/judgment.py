@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TypeVar
+from uuid import UUID
 
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
 from caseloop_events.contracts.intake import CaseAccepted
-from caseloop_events.contracts.triage import CaseJudged, JudgedBy, RuleHit
+from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview, JudgedBy, RuleHit
+from caseloop_events.errors import InvalidInput
 from caseloop_events.reference import ReferenceData, RuleCondition, TriageRule
 
 T = TypeVar("T")
@@ -24,8 +27,14 @@ class CategorySource(StrEnum):
     DEFAULT = "default"
 
 
-# A later issue sends low-confidence judgments (the default category) to an officer's review queue.
+# Below the review threshold (TRIAGE_REVIEW_BELOW_CONFIDENCE) a judgment goes to an officer instead.
 CONFIDENCE = {CategorySource.REPORTER: 1.0, CategorySource.RULE: 0.8, CategorySource.DEFAULT: 0.3}
+
+#: How an officer's own judgment shows among the rules fired.
+OFFICER_RULE_ID = "OFFICER"
+
+#: How many categories a review request proposes to the officer at most.
+MAX_CANDIDATES = 5
 
 
 @dataclass(frozen=True)
@@ -116,3 +125,90 @@ def campaigns_of(category: str, report: Report, reference: ReferenceData) -> tup
     by_category = {campaign.campaign_id for campaign in reference.campaigns_for(category)}
     by_keyword = {c.campaign_id for c in reference.campaigns.values() if report.mentions_any(c.keywords)}
     return tuple(sorted(by_category | by_keyword))
+
+
+def rules_judgment(
+    accepted: CaseAccepted, reference: ReferenceData, review_below_confidence: float
+) -> CaseJudged | CaseQueuedForReview:
+    """The rules' judgment, or a request for an officer's when the rules are not confident enough."""
+    judged = judge(accepted, reference)
+    if judged.confidence >= review_below_confidence:
+        return judged
+    if DEFAULT_CATEGORY_HIT in judged.rules_fired:
+        reason = f"{DEFAULT_CATEGORY_HIT.reason}: confidence {judged.confidence} is below {review_below_confidence}"
+    else:
+        reason = (
+            f"the rules judged {judged.category} with confidence {judged.confidence}, below {review_below_confidence}"
+        )
+    return CaseQueuedForReview(
+        reason=reason,
+        candidate_categories=candidate_categories(Report.of(accepted), reference),
+        rules_fired=tuple(hit for hit in judged.rules_fired if hit != DEFAULT_CATEGORY_HIT),
+    )
+
+
+def candidate_categories(report: Report, reference: ReferenceData) -> tuple[str, ...]:
+    """Categories the report may be about, likeliest first: whole keywords it mentions count before
+    parts of keywords (a Chinese keyword's two-character pieces, an English keyword's words)."""
+    scored = []
+    for position, category in enumerate(reference.categories.values()):
+        whole = sum(keyword in report.text for keyword in category.keywords)
+        partial = sum(any(piece in report.text for piece in _pieces_of(keyword)) for keyword in category.keywords)
+        if whole or partial:
+            scored.append(((-whole, -partial, position), category.code))
+    return tuple(code for _, code in sorted(scored)[:MAX_CANDIDATES])
+
+
+def _pieces_of(keyword: str) -> set[str]:
+    if keyword.isascii():
+        # Short English words ("gas", "pay") would match far too much.
+        return {word for word in re.split(r"[^a-z0-9]+", keyword) if len(word) >= 4}
+    characters = "".join(keyword.split())
+    return {characters[i : i + 2] for i in range(len(characters) - 1)}
+
+
+@dataclass(frozen=True)
+class OfficerChoice:
+    """What an officer decides about a case; what is left out, the rules fill in."""
+
+    by: str
+    category: str
+    risk_level: int | None
+    sla_tier: SlaTierName | None
+    handling_level: HandlingLevel | None
+    campaign_ids: tuple[str, ...] | None
+    reason: str | None
+
+
+def require_known_choices(choice: OfficerChoice, reference: ReferenceData) -> None:
+    """The category and campaigns an officer names must exist."""
+    if choice.category not in reference.categories:
+        raise InvalidInput("category", f"unknown category {choice.category!r}")
+    for index, campaign_id in enumerate(choice.campaign_ids or ()):
+        if campaign_id not in reference.campaigns:
+            raise InvalidInput(f"campaign_ids.{index}", f"unknown campaign {campaign_id!r}")
+
+
+def officer_judgment(
+    accepted: CaseAccepted,
+    choice: OfficerChoice,
+    reference: ReferenceData,
+    supersedes_event_id: UUID | None = None,
+) -> CaseJudged:
+    """The officer's judgment: their choices, and the rules' answers (judging the report as if the
+    reporter had named the officer's category) for the fields they left out."""
+    by_rules = judge(accepted.model_copy(update={"reported_category": choice.category}), reference)
+    rules_filled_in = None in (choice.risk_level, choice.sla_tier, choice.handling_level)
+    officer = RuleHit(rule_id=OFFICER_RULE_ID, reason=choice.reason or f"judged by officer {choice.by}")
+    return CaseJudged(
+        category=choice.category,
+        risk_level=_first_set(choice.risk_level, by_rules.risk_level),
+        campaign_ids=by_rules.campaign_ids if choice.campaign_ids is None else tuple(sorted(set(choice.campaign_ids))),
+        handling_level=_first_set(choice.handling_level, by_rules.handling_level),
+        sla_tier=_first_set(choice.sla_tier, by_rules.sla_tier),
+        rules_fired=(officer, *(by_rules.rules_fired if rules_filled_in else ())),
+        judged_by=JudgedBy.OFFICER,
+        confidence=1.0,
+        supersedes_event_id=supersedes_event_id,
+        rejudgment_reason=choice.reason if supersedes_event_id is not None else None,
+    )

@@ -1,15 +1,19 @@
-"""triage's HTTP routes: translate requests into queries and call the handlers."""
+"""triage's HTTP routes: translate requests into commands and queries and call the handlers."""
 
 from __future__ import annotations
 
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
-from caseloop_triage.entrypoints.schemas import JudgmentRead, RuleHitRead
-from caseloop_triage.service_layer import handlers
+from caseloop_events.http import CorrelationId, PageOffset
+from caseloop_triage.domain.judgment import OfficerChoice
+from caseloop_triage.domain.model import JudgeCase, Judgment
+from caseloop_triage.entrypoints.schemas import JudgmentCreate, JudgmentRead, RuleHitRead
+from caseloop_triage.service_layer import handlers, views
 from caseloop_triage.service_layer.handlers import TriageServices
+from caseloop_triage.service_layer.views import ReviewQueuePage
 
 
 def get_services(request: Request) -> TriageServices:
@@ -25,7 +29,39 @@ router = APIRouter(prefix="/v1", tags=["judgment"])
 @router.get("/cases/{case_id}/judgment", response_model=JudgmentRead)
 async def read_judgment(case_id: UUID, services: Services) -> JudgmentRead:
     """How triage judged the case: category, risk, campaigns, handling level, deadline tier and why."""
-    judgment = await handlers.get_judgment(services, case_id)
+    return _judgment_read(case_id, await handlers.get_judgment(services, case_id), services)
+
+
+@router.post("/cases/{case_id}/judgment", response_model=JudgmentRead)
+async def judge_case(
+    case_id: UUID, body: JudgmentCreate, services: Services, correlation_id: CorrelationId
+) -> JudgmentRead:
+    """An officer judges a case the rules sent for review, or re-judges a judged case (give a reason)."""
+    choice = OfficerChoice(
+        by=body.by,
+        category=body.category,
+        risk_level=body.risk_level,
+        sla_tier=body.sla_tier,
+        handling_level=body.handling_level,
+        campaign_ids=tuple(body.campaign_ids) if body.campaign_ids is not None else None,
+        reason=body.reason,
+    )
+    command = JudgeCase(case_id=case_id, choice=choice, now=services.clock.now())
+    return _judgment_read(case_id, await handlers.judge_case(services, command, correlation_id), services)
+
+
+@router.get("/review-queue", response_model=ReviewQueuePage)
+async def review_queue(
+    services: Services,
+    town_code: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: PageOffset = 0,
+) -> ReviewQueuePage:
+    """The cases awaiting an officer's judgment, the longest waiting first."""
+    return await views.review_queue_page(services.database, town_code, limit, offset)
+
+
+def _judgment_read(case_id: UUID, judgment: Judgment, services: TriageServices) -> JudgmentRead:
     decision = judgment.decision
     category = services.reference.categories.get(decision.category)
     return JudgmentRead(
@@ -38,7 +74,10 @@ async def read_judgment(case_id: UUID, services: Services) -> JudgmentRead:
         sla_tier=decision.sla_tier,
         rules_fired=[RuleHitRead(rule_id=hit.rule_id, reason=hit.reason) for hit in decision.rules_fired],
         judged_by=decision.judged_by,
+        judged_by_id=judgment.judged_by_id,
         confidence=decision.confidence,
         judged_at=judgment.judged_at,
         event_id=judgment.event_id,
+        supersedes_event_id=decision.supersedes_event_id,
+        rejudgment_reason=decision.rejudgment_reason,
     )

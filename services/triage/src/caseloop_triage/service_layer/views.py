@@ -1,0 +1,62 @@
+"""triage's read side: the officers' review queue."""
+
+from __future__ import annotations
+
+import json
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel
+from sqlalchemy import func, select
+
+from caseloop_events.unit_of_work import Database
+from caseloop_triage.adapters.tables import review_queue
+
+
+class QueuedCase(BaseModel):
+    """A case awaiting an officer's judgment, and why the rules could not judge it."""
+
+    case_id: UUID
+    case_no: str
+    title: str
+    description: str
+    grid_code: str
+    town_code: str
+    queued_at: AwareDatetime
+    reason: str
+    candidate_categories: list[str]
+
+
+class ReviewQueuePage(BaseModel):
+    items: list[QueuedCase]
+    total: int
+    limit: int
+    offset: int
+
+
+async def review_queue_page(database: Database, town_code: str | None, limit: int, offset: int) -> ReviewQueuePage:
+    """The cases awaiting an officer, the longest waiting first."""
+    where = [] if town_code is None else [review_queue.c.town_code == town_code]
+    async with database.reading() as session:
+        total = await session.scalar(select(func.count()).select_from(review_queue).where(*where))
+        rows = await session.execute(
+            select(review_queue)
+            .where(*where)
+            .order_by(review_queue.c.queued_at, review_queue.c.case_id)
+            .limit(limit)
+            .offset(offset)
+        )
+        items = [
+            QueuedCase(
+                case_id=UUID(row["case_id"]),
+                case_no=row["case_no"],
+                title=row["title"],
+                description=row["description"],
+                grid_code=row["grid_code"],
+                town_code=row["town_code"],
+                queued_at=row["queued_at"],
+                reason=row["reason"],
+                candidate_categories=json.loads(row["candidate_categories"]),
+            )
+            for row in rows.mappings()
+        ]
+    return ReviewQueuePage(items=items, total=total or 0, limit=limit, offset=offset)
