@@ -53,7 +53,9 @@ async def test_commands_that_do_not_fit_the_state_get_409_and_unknown_cases_404(
                 f"{api.dispatch}/v1/cases/{unknown}/acknowledge", json={"unit_id": "U-DISTRICT-COMMAND", "by": "x"}
             )
         ).status_code == 404
-        case_ids = await drive_cases_round_the_loop(api, count=1, prefix=f"E2E-409-{running_stack.broker_kind}")
+        case_ids = await drive_cases_round_the_loop(
+            api, count=1, prefix=f"E2E-409-{running_stack.broker_kind}", grid_offset=1
+        )
         again = await client.post(f"{api.supervision}/v1/cases/{case_ids[0]}/evaluation", json={"rating": "satisfied"})
         assert again.status_code == 409
         assert again.json()["rule"] == "NotAwaitingEvaluation"
@@ -66,7 +68,7 @@ def test_a_restart_keeps_every_case_and_new_cases_still_close(tmp_path: Path) ->
         before = asyncio.run(drive_cases_round_the_loop(api, count=5, prefix="E2E-RESTART-A"))
     # Same data folder, same ports: as a user running `make run` again.
     with stack:
-        after = asyncio.run(drive_cases_round_the_loop(api, count=5, prefix="E2E-RESTART-B"))
+        after = asyncio.run(drive_cases_round_the_loop(api, count=5, prefix="E2E-RESTART-B", grid_offset=1))
         asyncio.run(assert_every_timeline_is_the_closed_loop(api, before + after))
 
 
