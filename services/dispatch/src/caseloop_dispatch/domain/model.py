@@ -19,18 +19,12 @@ from caseloop_events.contracts.dispatch import (
     CaseReturned,
     CaseTransferred,
 )
-from caseloop_events.contracts.intake import (
-    CaseAccepted,
-    CaseLinkedAsDuplicate,
-    CaseRejected,
-    CaseReport,
-    CasesMerged,
-    CaseUnmerged,
-)
-from caseloop_events.contracts.supervision import CaseClosed, CaseReopened, CaseVerificationFailed, CaseVerified
-from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview
+from caseloop_events.contracts.intake import CaseReport
+from caseloop_events.contracts.supervision import CaseReopened, CaseVerificationFailed
+from caseloop_events.contracts.triage import CaseJudged
 from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, event_answering, event_caused_by
 from caseloop_events.errors import CaseNotFound, RuleViolation
+from caseloop_events.lifecycle import CaseProgress, progress
 from caseloop_events.reference import DISTRICT_COMMAND_UNIT_ID, ReferenceData, Unit
 
 
@@ -212,35 +206,24 @@ class AssignJointly:
 
 def evolve(case: DispatchCase, event: Envelope) -> DispatchCase:
     last = event.occurred_at if case.last_event_at is None else max(case.last_event_at, event.occurred_at)
-    case = replace(case, last_event_at=last)
+    detailed = _with_details(replace(case, last_event_at=last), event)
+    moved = progress(CaseProgress(case.status, case.status_before_merge), event.payload)
+    if moved is None:
+        return detailed
+    return replace(detailed, status=moved.status, status_before_merge=moved.status_before_merge, status_event=event)
+
+
+def _with_details(case: DispatchCase, event: Envelope) -> DispatchCase:
+    """What dispatch keeps of an event besides the status (which ``progress`` gives)."""
     match event.payload:
         case CaseReport() as report:
-            case = replace(
-                case,
-                location=Location(
-                    case_no=report.case_no,
-                    title=report.title,
-                    grid_code=report.location.grid_code,
-                    town_code=report.location.town_code,
-                ),
+            location = Location(
+                case_no=report.case_no,
+                title=report.title,
+                grid_code=report.location.grid_code,
+                town_code=report.location.town_code,
             )
-            if isinstance(report, CaseLinkedAsDuplicate):
-                return _with_status(case, CaseStatus.DUPLICATE, event)
-            if isinstance(report, CaseAccepted) and case.status in (None, CaseStatus.DUPLICATE):
-                return _with_status(case, CaseStatus.ACCEPTED, event)
-            return case
-        case CaseRejected():
-            return _with_status(case, CaseStatus.REJECTED, event)
-        case CasesMerged():
-            return replace(_with_status(case, CaseStatus.MERGED, event), status_before_merge=case.status)
-        case CaseUnmerged():
-            # A former duplicate has no status of its own yet: intake's case.accepted follows.
-            restored = case.status_before_merge if case.status is CaseStatus.MERGED else CaseStatus.ACCEPTED
-            return replace(_with_status(case, restored or CaseStatus.ACCEPTED, event), status_before_merge=None)
-        case CaseQueuedForReview():
-            if case.status in (None, CaseStatus.ACCEPTED):
-                return _with_status(case, CaseStatus.PENDING_REVIEW, event)
-            return case
+            return replace(case, location=location)
         case CaseJudged() as judged:
             judgment = Judgment(
                 category=judged.category,
@@ -249,10 +232,7 @@ def evolve(case: DispatchCase, event: Envelope) -> DispatchCase:
                 risk_level=judged.risk_level,
                 event=event,
             )
-            case = replace(case, judgment=judgment)
-            if case.status in (None, CaseStatus.ACCEPTED, CaseStatus.PENDING_REVIEW):
-                return _with_status(case, CaseStatus.TRIAGED, event)
-            return case
+            return replace(case, judgment=judgment)
         case CaseAssigned() as assigned:
             assignment = Assignment(
                 unit_id=assigned.unit_id,
@@ -266,7 +246,7 @@ def evolve(case: DispatchCase, event: Envelope) -> DispatchCase:
             )
             routed = case.judgment.event.event_id if case.judgment else None
             return replace(
-                _with_status(case, CaseStatus.ASSIGNED, event),
+                case,
                 assignment=assignment,
                 routed_judgment_id=routed,
                 reworks=0,
@@ -274,30 +254,19 @@ def evolve(case: DispatchCase, event: Envelope) -> DispatchCase:
                 result_reported_at=None,
             )
         case CaseReturned() as returned:
-            return replace(
-                _with_status(case, CaseStatus.RETURNED, event), returned_by=(*case.returned_by, returned.unit_id)
-            )
+            return replace(case, returned_by=(*case.returned_by, returned.unit_id))
         case CaseTransferred():
             return replace(case, transfers=case.transfers + 1)
         case CaseAcknowledged():
-            return replace(_with_status(case, CaseStatus.ACKNOWLEDGED, event), acknowledged_at=event.occurred_at)
+            return replace(case, acknowledged_at=event.occurred_at)
         case CaseResultReported():
-            return replace(_with_status(case, CaseStatus.RESULT_REPORTED, event), result_reported_at=event.occurred_at)
-        case CaseVerified():
-            return _with_status(case, CaseStatus.VERIFIED, event)
+            return replace(case, result_reported_at=event.occurred_at)
         case CaseVerificationFailed():
-            # Rework: the case is back with the unit that signed for it, which reports again.
-            return replace(_with_status(case, CaseStatus.ACKNOWLEDGED, event), reworks=case.reworks + 1)
+            return replace(case, reworks=case.reworks + 1)
         case CaseReopened() as reopened:
-            return replace(_with_status(case, CaseStatus.REOPENED, event), reopen_count=reopened.reopen_count)
-        case CaseClosed():
-            return _with_status(case, CaseStatus.CLOSED, event)
+            return replace(case, reopen_count=reopened.reopen_count)
         case _:
             return case
-
-
-def _with_status(case: DispatchCase, status: CaseStatus, event: Envelope) -> DispatchCase:
-    return replace(case, status=status, status_event=event)
 
 
 def fold(case_id: UUID, events: Iterable[Envelope]) -> DispatchCase:

@@ -40,8 +40,9 @@ from caseloop_events.contracts.supervision import (
     FeedbackFailed,
     Rating,
 )
-from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview, JudgedBy
+from caseloop_events.contracts.triage import CaseJudged, JudgedBy
 from caseloop_events.envelope import Envelope
+from caseloop_events.lifecycle import CaseProgress, progress
 
 
 class HolderKind(StrEnum):
@@ -223,63 +224,48 @@ class SupervisedCase:
 
 
 def evolve(case: SupervisedCase, event: Envelope) -> SupervisedCase:
-    case = replace(case, event_count=case.event_count + 1, last_event_at=event.occurred_at)
+    counted = replace(case, event_count=case.event_count + 1, last_event_at=event.occurred_at)
+    detailed = _with_details(counted, event)
+    moved = progress(CaseProgress(case.status, case.status_before_merge), event.payload)
+    if moved is None:
+        return detailed
+    return replace(detailed, status=moved.status, status_before_merge=moved.status_before_merge, status_event=event)
+
+
+def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
+    """What supervision keeps of an event besides the status (which ``progress`` gives)."""
     at = event.occurred_at
     match event.payload:
         case CaseAccepted() as accepted:
             # After the unmerge of a duplicate the case is already accepted again: it stays so.
-            reported = replace(_with_report(case, accepted), stages=replace(case.stages, accepted_at=at))
-            if case.status in (None, CaseStatus.ACCEPTED):
-                return _moved(reported, CaseStatus.ACCEPTED, event)
-            return reported
+            return replace(_with_report(case, accepted), stages=replace(case.stages, accepted_at=at))
         case CaseRejected() as rejected:
-            return _moved(
-                replace(
-                    case,
-                    case_no=rejected.case_no,
-                    title=rejected.title,
-                    source_system=rejected.source_system,
-                    external_id=rejected.external_id,
-                    rejection_reason=rejected.reason_code,
-                    rejection_note=rejected.note,
-                ),
-                CaseStatus.REJECTED,
-                event,
+            return replace(
+                case,
+                case_no=rejected.case_no,
+                title=rejected.title,
+                source_system=rejected.source_system,
+                external_id=rejected.external_id,
+                rejection_reason=rejected.reason_code,
+                rejection_note=rejected.note,
             )
         case CaseLinkedAsDuplicate() as linked:
-            return _moved(
-                replace(
-                    _with_report(case, linked),
-                    duplicate_of=CaseRef(linked.original_case_id, linked.original_case_no),
-                    similarity=linked.similarity,
-                ),
-                CaseStatus.DUPLICATE,
-                event,
+            return replace(
+                _with_report(case, linked),
+                duplicate_of=CaseRef(linked.original_case_id, linked.original_case_no),
+                similarity=linked.similarity,
             )
         case CasesMerged() as merged:
-            return _moved(
-                replace(
-                    case,
-                    merged_into=CaseRef(merged.into_case_id, merged.into_case_no),
-                    status_before_merge=case.status,
-                ),
-                CaseStatus.MERGED,
-                event,
-            )
+            return replace(case, merged_into=CaseRef(merged.into_case_id, merged.into_case_no))
         case CaseUnmerged():
             if case.status is CaseStatus.MERGED:
-                restored = case.status_before_merge or CaseStatus.ACCEPTED
-                return _moved(replace(case, merged_into=None, status_before_merge=None), restored, event)
+                return replace(case, merged_into=None)
             if case.status is CaseStatus.DUPLICATE:
-                # Intake follows with case.accepted (caused by this event): judged like any other case.
-                return _moved(replace(case, duplicate_of=None, similarity=None), CaseStatus.ACCEPTED, event)
-            return case
-        case CaseQueuedForReview():
-            if case.status in (None, CaseStatus.ACCEPTED, CaseStatus.PENDING_REVIEW):
-                return _moved(case, CaseStatus.PENDING_REVIEW, event)
+                return replace(case, duplicate_of=None, similarity=None)
             return case
         case CaseJudged() as judged:
-            judged_case = replace(
+            # A re-judgment changes what the case is, not where it stands (``progress``).
+            return replace(
                 case,
                 category=judged.category,
                 risk_level=judged.risk_level,
@@ -289,65 +275,43 @@ def evolve(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 judgments=case.judgments + 1,
                 stages=replace(case.stages, judged_at=at),
             )
-            if case.status in (None, CaseStatus.ACCEPTED, CaseStatus.PENDING_REVIEW):
-                return _moved(judged_case, CaseStatus.TRIAGED, event)
-            # A re-judgment (or a judgment of a case merged meanwhile) changes what the case is, not where.
-            return judged_case
         case CaseAssigned() as assigned:
-            return _moved(
-                replace(
-                    case,
-                    unit_id=assigned.unit_id,
-                    unit_name=assigned.unit_name,
-                    assisting_unit_ids=assigned.assisting_unit_ids,
-                    route=assigned.route,
-                    fallback_owner=assigned.fallback_owner,
-                    stages=replace(case.stages, assigned_at=at),
-                ),
-                CaseStatus.ASSIGNED,
-                event,
+            return replace(
+                case,
+                unit_id=assigned.unit_id,
+                unit_name=assigned.unit_name,
+                assisting_unit_ids=assigned.assisting_unit_ids,
+                route=assigned.route,
+                fallback_owner=assigned.fallback_owner,
+                stages=replace(case.stages, assigned_at=at),
             )
         case CaseReturned():
-            return _moved(replace(case, returns=case.returns + 1), CaseStatus.RETURNED, event)
+            return replace(case, returns=case.returns + 1)
         case CaseTransferred():
             # The case.assigned that follows in the same transaction moves the case to the new unit.
             return replace(case, transfers=case.transfers + 1)
         case CaseAcknowledged():
-            return _moved(
-                replace(case, stages=replace(case.stages, acknowledged_at=at)), CaseStatus.ACKNOWLEDGED, event
-            )
+            return replace(case, stages=replace(case.stages, acknowledged_at=at))
         case CaseResultReported() as reported:
-            return _moved(
-                replace(case, result_summary=reported.summary, stages=replace(case.stages, result_reported_at=at)),
-                CaseStatus.RESULT_REPORTED,
-                event,
-            )
+            return replace(case, result_summary=reported.summary, stages=replace(case.stages, result_reported_at=at))
         case CaseVerified():
             # A reopened case is verified again and must be evaluable again: the old rating goes.
-            return _moved(
-                replace(case, rating=None, verification=event, stages=replace(case.stages, verified_at=at)),
-                CaseStatus.VERIFIED,
-                event,
-            )
+            return replace(case, rating=None, verification=event, stages=replace(case.stages, verified_at=at))
         case CaseVerificationFailed():
             # Rework: the same unit handles the case again and reports a new result.
-            return _moved(replace(case, reworks=case.reworks + 1), CaseStatus.ACKNOWLEDGED, event)
+            return replace(case, reworks=case.reworks + 1)
         case CaseEvaluated() as evaluated:
             return replace(
                 case, rating=evaluated.rating, status_event=event, stages=replace(case.stages, evaluated_at=at)
             )
         case CaseReopened() as reopened:
-            return _moved(replace(case, reopen_count=reopened.reopen_count), CaseStatus.REOPENED, event)
+            return replace(case, reopen_count=reopened.reopen_count)
         case CaseClosed() as closed:
-            return _moved(
-                replace(
-                    case,
-                    closure_reason=closed.reason,
-                    closed_with_case_id=closed.original_case_id,
-                    stages=replace(case.stages, closed_at=at),
-                ),
-                CaseStatus.CLOSED,
-                event,
+            return replace(
+                case,
+                closure_reason=closed.reason,
+                closed_with_case_id=closed.original_case_id,
+                stages=replace(case.stages, closed_at=at),
             )
         case FeedbackDelivered() as delivered:
             return _with_feedback(
@@ -376,10 +340,6 @@ def evolve(case: SupervisedCase, event: Envelope) -> SupervisedCase:
             )
         case _:
             return case
-
-
-def _moved(case: SupervisedCase, status: CaseStatus, event: Envelope) -> SupervisedCase:
-    return replace(case, status=status, status_event=event)
 
 
 def _with_report(case: SupervisedCase, report: CaseReport) -> SupervisedCase:
