@@ -249,6 +249,100 @@ SLA_TIERS: list[dict[str, Any]] = [
 ]
 
 
+# Supervision holds a case to at least these tiers, whatever the judgment said (rules only tighten).
+SLA_POLICY: dict[str, Any] = {
+    "tier_rules": [
+        {
+            "rule_id": "SLA-RISK-1-EMERGENCY",
+            "description": "一级风险一律按紧急时限办理",
+            "when": {"risk_level_at_most": 1},
+            "tier": "emergency",
+        },
+        {
+            "rule_id": "SLA-RISK-2-URGENT",
+            "description": "二级及以上风险至少按加急时限办理",
+            "when": {"risk_level_at_most": 2},
+            "tier": "urgent",
+        },
+        {
+            "rule_id": "SLA-CAMPAIGN-MENTAL-HEALTH-URGENT",
+            "description": "严重精神障碍患者服务管理专项：至少加急",
+            "when": {"campaign_in": ["severe_mental_disorder_care"]},
+            "tier": "urgent",
+        },
+        {
+            "rule_id": "SLA-CAMPAIGN-JUVENILE-URGENT",
+            "description": "预防未成年人违法犯罪专项：至少加急",
+            "when": {"campaign_in": ["juvenile_crime_prevention"]},
+            "tier": "urgent",
+        },
+        {
+            "rule_id": "SLA-CATEGORY-GAS-EMERGENCY",
+            "description": "燃气安全一律按紧急时限办理",
+            "when": {"category_in": ["gas_safety"]},
+            "tier": "emergency",
+        },
+    ],
+    # 战时: what a town or the district switched into emergency mode (平战转换) is held to.
+    "emergency_profile": {
+        "profile_id": "emergency",
+        "name": "战时",
+        "tiers": {
+            "emergency": {"acknowledge": {"minutes": 10}, "resolve": {"hours": 1}},
+            "urgent": {"acknowledge": {"minutes": 30}, "resolve": {"hours": 4}},
+            "general": {"acknowledge": {"hours": 2}, "resolve": {"hours": 24}},
+            "complex": {"acknowledge": {"hours": 4}, "resolve": {"days": 3}},
+        },
+    },
+}
+
+# 预警 → 超期 → 黄牌 → 红牌, each addressed one level further up (网格 → 村社区 → 镇街 → 区).
+ESCALATION_LADDER: dict[str, Any] = {
+    "rungs": [
+        {"rung": "warning", "name": "预警", "level": "grid", "at_share": 0.8},
+        {"rung": "overdue", "name": "超期", "level": "village", "at_share": 1.0},
+        {"rung": "yellow", "name": "黄牌督办", "level": "town", "at_share": 1.5},
+        {"rung": "red", "name": "红牌督办", "level": "district", "at_share": 2.0},
+    ]
+}
+
+# Public holidays and make-up workdays (调休), per year. 2026 is the State Council's notice;
+# 2027 is an estimate from the statutory holidays (全国年节及纪念日放假办法, 2025) until its
+# notice is out — replace it then and drop "provisional".
+CALENDAR: list[dict[str, Any]] = [
+    {
+        "year": 2026,
+        "source": "国务院办公厅关于2026年部分节假日安排的通知",
+        "provisional": False,
+        "holidays": [
+            {"name": "元旦", "first": "2026-01-01", "last": "2026-01-03"},
+            {"name": "春节", "first": "2026-02-15", "last": "2026-02-23"},
+            {"name": "清明节", "first": "2026-04-04", "last": "2026-04-06"},
+            {"name": "劳动节", "first": "2026-05-01", "last": "2026-05-05"},
+            {"name": "端午节", "first": "2026-06-19", "last": "2026-06-21"},
+            {"name": "中秋节", "first": "2026-09-25", "last": "2026-09-27"},
+            {"name": "国庆节", "first": "2026-10-01", "last": "2026-10-07"},
+        ],
+        "make_up_workdays": ["2026-01-04", "2026-02-14", "2026-02-28", "2026-05-09", "2026-09-20", "2026-10-10"],
+    },
+    {
+        "year": 2027,
+        "source": "estimated from the statutory holidays; replace with the State Council's 2027 notice",
+        "provisional": True,
+        "holidays": [
+            {"name": "元旦", "first": "2027-01-01", "last": "2027-01-03"},
+            {"name": "春节", "first": "2027-02-05", "last": "2027-02-10"},
+            {"name": "清明节", "first": "2027-04-03", "last": "2027-04-05"},
+            {"name": "劳动节", "first": "2027-05-01", "last": "2027-05-04"},
+            {"name": "端午节", "first": "2027-06-09", "last": "2027-06-09"},
+            {"name": "中秋节", "first": "2027-09-15", "last": "2027-09-15"},
+            {"name": "国庆节", "first": "2027-10-01", "last": "2027-10-05"},
+        ],
+        "make_up_workdays": [],
+    },
+]
+
+
 def build_region(rng: random.Random) -> dict[str, Any]:
     """District → towns → villages → groups → grids, with nested codes."""
     names = iter(rng.sample([h + t for h in NAME_HEADS for t in NAME_TAILS], len(NAME_HEADS) * len(NAME_TAILS)))
@@ -407,6 +501,9 @@ def build_all() -> dict[str, Any]:
         "campaigns.json": build_campaigns(),
         "sla_tiers.json": SLA_TIERS,
         "triage_rules.json": build_triage_rules(),
+        "sla_policy.json": SLA_POLICY,
+        "escalation_ladder.json": ESCALATION_LADDER,
+        "calendar.json": CALENDAR,
     }
 
 

@@ -6,7 +6,10 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -237,8 +240,75 @@ def test_the_generator_is_deterministic_and_matches_the_committed_files(tmp_path
         subprocess.run([sys.executable, str(GENERATOR), "--out", str(out)], check=True)
 
     committed = sorted(path.name for path in REFERENCE_DIR.glob("*.json"))
-    assert len(committed) == 7
+    assert len(committed) == 10
     for out in outputs:
         assert sorted(path.name for path in out.glob("*.json")) == committed
         for name in committed:
             assert (out / name).read_bytes() == (REFERENCE_DIR / name).read_bytes(), name
+
+
+def _edit(folder: Path, file_name: str, change: Callable[[Any], None]) -> None:
+    path = folder / file_name
+    content = json.loads(path.read_text(encoding="utf-8"))
+    change(content)
+    path.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+
+
+def test_sla_rules_only_tighten_the_judged_tier_by_risk_category_and_campaign(data: ReferenceData) -> None:
+    assert data.sla_tier_for("general", 3, "noise", ()) == "general", "no rule holds"
+    assert data.sla_tier_for("complex", 2, "illegal_construction", ()) == "urgent", "risk 2 is at least urgent"
+    assert data.sla_tier_for("general", 3, "gas_safety", ()) == "emergency", "gas safety is always an emergency"
+    assert data.sla_tier_for("general", 3, "mental_health_care", ("severe_mental_disorder_care",)) == "urgent"
+    assert data.sla_tier_for("emergency", 4, "greening", ()) == "emergency", "a rule never loosens a tier"
+
+
+def test_the_emergency_profile_is_faster_than_the_normal_one_for_every_tier(data: ReferenceData) -> None:
+    start = datetime(2026, 11, 27, 2, tzinfo=UTC)
+    for tier in data.sla_tiers:
+        normal = data.sla_timing(tier, emergency=False)
+        emergency = data.sla_timing(tier, emergency=True)
+        assert data.calendar.add(start, emergency.resolve) < data.calendar.add(start, normal.resolve), tier
+        assert data.calendar.add(start, emergency.acknowledge) < data.calendar.add(start, normal.acknowledge), tier
+    assert data.sla_timing("complex", emergency=False).resolve == Duration(working_days=15)
+
+
+def test_the_escalation_ladder_climbs_one_level_per_rung_from_a_warning_to_a_red_notice(data: ReferenceData) -> None:
+    ladder = data.escalation_ladder
+    assert [(r.rung, r.level) for r in ladder.rungs] == [
+        ("warning", "grid"),
+        ("overdue", "village"),
+        ("yellow", "town"),
+        ("red", "district"),
+    ]
+    assert [r.at_share for r in ladder.rungs] == sorted(r.at_share for r in ladder.rungs)
+    assert ladder.rung("overdue") is not None
+    assert ladder.rung("overdue").at_share == 1.0  # type: ignore[union-attr]
+
+
+def test_a_ladder_whose_rungs_go_back_in_time_or_down_the_hierarchy_is_rejected(tmp_path: Path) -> None:
+    broken = _copy_reference(tmp_path / "earlier")
+    _edit(broken, "escalation_ladder.json", lambda ladder: ladder["rungs"][2].update(at_share=0.5))
+    with pytest.raises(ReferenceDataError, match=r"escalation_ladder\.json: .*'yellow' must come later"):
+        load_reference_data(broken)
+    lower = _copy_reference(tmp_path / "lower")
+    _edit(lower, "escalation_ladder.json", lambda ladder: ladder["rungs"][3].update(level="grid"))
+    with pytest.raises(ReferenceDataError, match=r"'red' is addressed lower"):
+        load_reference_data(lower)
+
+
+def test_an_sla_rule_naming_an_unknown_campaign_or_tier_is_rejected(tmp_path: Path) -> None:
+    broken = _copy_reference(tmp_path / "campaign")
+    _edit(broken, "sla_policy.json", lambda policy: policy["tier_rules"][2]["when"].update(campaign_in=["nope"]))
+    with pytest.raises(ReferenceDataError, match=r"sla_policy\.json: rule .* unknown campaign 'nope'"):
+        load_reference_data(broken)
+    untimed = _copy_reference(tmp_path / "untimed")
+    _edit(untimed, "sla_policy.json", lambda policy: policy["emergency_profile"]["tiers"].pop("complex"))
+    with pytest.raises(ReferenceDataError, match=r"missing \['complex'\]"):
+        load_reference_data(untimed)
+
+
+def test_a_calendar_with_a_make_up_workday_on_a_weekday_is_rejected_naming_the_file(tmp_path: Path) -> None:
+    broken = _copy_reference(tmp_path / "calendar")
+    _edit(broken, "calendar.json", lambda years: years[0]["make_up_workdays"].append("2026-11-27"))
+    with pytest.raises(ReferenceDataError, match=r"calendar\.json: .*2026-11-27 is not a weekend day"):
+        load_reference_data(broken)

@@ -26,13 +26,18 @@ from pydantic import (
     model_validator,
 )
 
+from caseloop_events.calendar import CalendarYear, Duration, WorkingCalendar
+
 __all__ = [
     "DISTRICT_COMMAND_UNIT_ID",
+    "HIERARCHY_LEVELS",
     "REFERENCE_DIR_ENV",
     "Campaign",
     "Category",
     "District",
     "Duration",
+    "EscalationLadder",
+    "EscalationRung",
     "Grid",
     "GridPlace",
     "Group",
@@ -41,7 +46,11 @@ __all__ = [
     "ReferenceDataError",
     "RuleCondition",
     "RuleOutcome",
+    "SlaPolicy",
+    "SlaProfile",
     "SlaTier",
+    "SlaTierRule",
+    "SlaTiming",
     "SpecialistGroup",
     "Town",
     "TriageDefaults",
@@ -66,11 +75,16 @@ UNITS_FILE = "units.json"
 SPECIALIST_GROUPS_FILE = "specialist_groups.json"
 CAMPAIGNS_FILE = "campaigns.json"
 SLA_TIERS_FILE = "sla_tiers.json"
+SLA_POLICY_FILE = "sla_policy.json"
+ESCALATION_LADDER_FILE = "escalation_ladder.json"
+CALENDAR_FILE = "calendar.json"
 TRIAGE_RULES_FILE = "triage_rules.json"
 
 T = TypeVar("T")
 
 HandlingLevel = Literal["grid", "village", "town", "district"]
+#: The administrative hierarchy from the bottom up: each escalation rung is addressed one level higher.
+HIERARCHY_LEVELS: tuple[HandlingLevel, ...] = ("grid", "village", "town", "district")
 RiskLevel = Annotated[int, Field(ge=1, le=4)]
 DistrictCode = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
 TownCode = Annotated[str, StringConstraints(pattern=r"^\d{9}$")]
@@ -223,22 +237,6 @@ class Campaign(_Frozen):
     keywords: Keywords
 
 
-class Duration(_Frozen):
-    """A deadline length in exactly one unit: minutes, hours, calendar days or working days."""
-
-    minutes: Annotated[int, Field(gt=0)] | None = None
-    hours: Annotated[int, Field(gt=0)] | None = None
-    days: Annotated[int, Field(gt=0)] | None = None
-    working_days: Annotated[int, Field(gt=0)] | None = None
-
-    @model_validator(mode="after")
-    def _check_exactly_one_unit(self) -> Duration:
-        units = [self.minutes, self.hours, self.days, self.working_days]
-        if sum(value is not None for value in units) != 1:
-            raise ValueError("set exactly one of minutes, hours, days, working_days")
-        return self
-
-
 class SlaTier(_Frozen):
     """A service-level tier: how soon a case must be acknowledged and resolved."""
 
@@ -246,6 +244,101 @@ class SlaTier(_Frozen):
     name: str
     resolve: Duration
     acknowledge: Duration
+
+
+class SlaTiming(_Frozen):
+    """How soon a case of one tier must be acknowledged (签收) and resolved (办结)."""
+
+    acknowledge: Duration
+    resolve: Duration
+
+
+class SlaProfile(_Frozen):
+    """A set of timings for every tier; emergency mode (平战转换) switches a region to its own."""
+
+    profile_id: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]*$")]
+    name: str
+    tiers: Mapping[str, SlaTiming]
+
+
+class SlaTierCondition(_Frozen):
+    """When an SLA rule applies; every condition present must hold.
+
+    ``risk_level_at_most`` holds for that risk level and the more serious ones (1 is the most
+    serious), ``category_in`` for the listed categories, ``campaign_in`` for a case any listed
+    campaign tracks.
+    """
+
+    risk_level_at_most: RiskLevel | None = None
+    category_in: Annotated[tuple[str, ...], Field(min_length=1)] | None = None
+    campaign_in: Annotated[tuple[str, ...], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _check_not_empty(self) -> SlaTierCondition:
+        if self.risk_level_at_most is None and self.category_in is None and self.campaign_in is None:
+            raise ValueError("an SLA rule needs at least one condition")
+        return self
+
+    def holds_for(self, risk_level: int | None, category: str | None, campaign_ids: Iterable[str]) -> bool:
+        if self.risk_level_at_most is not None and (risk_level is None or risk_level > self.risk_level_at_most):
+            return False
+        if self.category_in is not None and category not in self.category_in:
+            return False
+        return self.campaign_in is None or any(campaign in self.campaign_in for campaign in campaign_ids)
+
+
+class SlaTierRule(_Frozen):
+    """A rule that holds a case to at least ``tier``: it can only tighten the judged tier."""
+
+    rule_id: str
+    description: str
+    when: SlaTierCondition
+    tier: str
+
+
+class SlaPolicy(_Frozen):
+    """Which tier a case is held to, and the timings of the emergency profile.
+
+    The normal profile's timings are those of ``sla_tiers.json``.
+    """
+
+    tier_rules: tuple[SlaTierRule, ...]
+    emergency_profile: SlaProfile
+
+
+class EscalationRung(_Frozen):
+    """One rung of the escalation ladder (预警 → 超期 → 黄牌 → 红牌).
+
+    The rung is reached when the clock has used ``at_share`` of its allowed time: 0.8 is a
+    warning with a fifth of the time left, 1.0 the deadline, 1.5 half the allowed time again
+    past it. Shares scale with the tier, so one ladder serves a 2-hour and a 15-day clock.
+    """
+
+    rung: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]*$")]
+    name: str
+    level: HandlingLevel
+    at_share: Annotated[float, Field(gt=0)]
+
+
+class EscalationLadder(_Frozen):
+    """The rungs in the order they are reached, each addressed to the same level or one above."""
+
+    rungs: Annotated[tuple[EscalationRung, ...], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _check_order(self) -> EscalationLadder:
+        names = [rung.rung for rung in self.rungs]
+        if len(set(names)) != len(names):
+            raise ValueError("rung names must be unique")
+        for lower, higher in zip(self.rungs, self.rungs[1:], strict=False):
+            if higher.at_share <= lower.at_share:
+                raise ValueError(f"rung {higher.rung!r} must come later than {lower.rung!r} (at_share)")
+            if HIERARCHY_LEVELS.index(higher.level) < HIERARCHY_LEVELS.index(lower.level):
+                raise ValueError(f"rung {higher.rung!r} is addressed lower than {lower.rung!r}")
+        return self
+
+    def rung(self, name: str) -> EscalationRung | None:
+        return next((rung for rung in self.rungs if rung.rung == name), None)
 
 
 class RuleCondition(_Frozen):
@@ -326,6 +419,9 @@ class ReferenceData:
     campaigns: Mapping[str, Campaign]
     sla_tiers: Mapping[str, SlaTier]
     triage_rules: TriageRules
+    sla_policy: SlaPolicy
+    escalation_ladder: EscalationLadder
+    calendar: WorkingCalendar
 
     def place_of(self, grid_code: str) -> GridPlace | None:
         """The grid's place in the region, or None for an unknown grid code."""
@@ -359,6 +455,28 @@ class ReferenceData:
         """The district command centre, which owns cases nobody else answers."""
         return self.units[DISTRICT_COMMAND_UNIT_ID]
 
+    def sla_tier_for(
+        self, judged_tier: str, risk_level: int | None, category: str | None, campaign_ids: Iterable[str]
+    ) -> str:
+        """The tier a case is held to: the judged one, tightened by every SLA rule that holds.
+
+        Tiers are ordered as in ``sla_tiers.json``, the tightest first.
+        """
+        order = list(self.sla_tiers)
+        campaigns = tuple(campaign_ids)
+        tier = judged_tier if judged_tier in self.sla_tiers else order[-1]
+        for rule in self.sla_policy.tier_rules:
+            if rule.when.holds_for(risk_level, category, campaigns) and order.index(rule.tier) < order.index(tier):
+                tier = rule.tier
+        return tier
+
+    def sla_timing(self, tier: str, *, emergency: bool) -> SlaTiming:
+        """The tier's timings in the normal profile or, in emergency mode, the emergency profile."""
+        if emergency:
+            return self.sla_policy.emergency_profile.tiers[tier]
+        normal = self.sla_tiers[tier]
+        return SlaTiming(acknowledge=normal.acknowledge, resolve=normal.resolve)
+
     def campaigns_for(self, category: str) -> list[Campaign]:
         """Campaigns that track cases of the category, in file order."""
         return [campaign for campaign in self.campaigns.values() if category in campaign.categories]
@@ -371,6 +489,9 @@ _SPECIALIST_GROUPS = TypeAdapter(tuple[SpecialistGroup, ...])
 _CAMPAIGNS = TypeAdapter(tuple[Campaign, ...])
 _SLA_TIERS = TypeAdapter(tuple[SlaTier, ...])
 _TRIAGE_RULES = TypeAdapter(TriageRules)
+_SLA_POLICY = TypeAdapter(SlaPolicy)
+_ESCALATION_LADDER = TypeAdapter(EscalationLadder)
+_CALENDAR = TypeAdapter(tuple[CalendarYear, ...])
 
 
 def load_reference_data(directory: Path) -> ReferenceData:
@@ -421,6 +542,11 @@ def load_reference_data(directory: Path) -> ReferenceData:
     sla_tiers = _index(SLA_TIERS_FILE, "SLA tier", _read(directory, SLA_TIERS_FILE, _SLA_TIERS), lambda tier: tier.tier)
     triage_rules = _read(directory, TRIAGE_RULES_FILE, _TRIAGE_RULES)
     _check_triage_rules(triage_rules, categories, sla_tiers)
+    sla_policy = _read(directory, SLA_POLICY_FILE, _SLA_POLICY)
+    _check_sla_policy(sla_policy, categories, campaigns, sla_tiers)
+    escalation_ladder = _read(directory, ESCALATION_LADDER_FILE, _ESCALATION_LADDER)
+    calendar_years = _read(directory, CALENDAR_FILE, _CALENDAR)
+    _index(CALENDAR_FILE, "year", calendar_years, lambda year: str(year.year))
 
     return ReferenceData(
         district=region.district,
@@ -432,6 +558,9 @@ def load_reference_data(directory: Path) -> ReferenceData:
         campaigns=MappingProxyType(campaigns),
         sla_tiers=MappingProxyType(sla_tiers),
         triage_rules=triage_rules,
+        sla_policy=sla_policy,
+        escalation_ladder=escalation_ladder,
+        calendar=WorkingCalendar(calendar_years),
     )
 
 
@@ -568,4 +697,29 @@ def _check_triage_rules(
     if triage_rules.defaults.sla_tier not in sla_tiers:
         raise ReferenceDataError(
             f"{TRIAGE_RULES_FILE}: defaults set unknown SLA tier {triage_rules.defaults.sla_tier!r}"
+        )
+
+
+def _check_sla_policy(
+    policy: SlaPolicy,
+    categories: Mapping[str, Category],
+    campaigns: Mapping[str, Campaign],
+    sla_tiers: Mapping[str, SlaTier],
+) -> None:
+    _index(SLA_POLICY_FILE, "rule", policy.tier_rules, lambda rule: rule.rule_id)
+    for rule in policy.tier_rules:
+        owner = f"rule {rule.rule_id!r}"
+        _check_categories(SLA_POLICY_FILE, owner, rule.when.category_in or (), categories)
+        for campaign_id in rule.when.campaign_in or ():
+            if campaign_id not in campaigns:
+                raise ReferenceDataError(f"{SLA_POLICY_FILE}: {owner} lists unknown campaign {campaign_id!r}")
+        if rule.tier not in sla_tiers:
+            raise ReferenceDataError(f"{SLA_POLICY_FILE}: {owner} sets unknown SLA tier {rule.tier!r}")
+    profile = policy.emergency_profile
+    missing = [tier for tier in sla_tiers if tier not in profile.tiers]
+    unknown = [tier for tier in profile.tiers if tier not in sla_tiers]
+    if missing or unknown:
+        raise ReferenceDataError(
+            f"{SLA_POLICY_FILE}: profile {profile.profile_id!r} must time exactly the tiers of {SLA_TIERS_FILE} "
+            f"(missing {missing}, unknown {unknown})"
         )

@@ -141,6 +141,53 @@ SAMPLE_PAYLOADS: tuple[EventPayload, ...] = (
         error="HTTP 503",
         next_attempt_at=SAMPLE_DUE,
     ),
+    supervision.DeadlineSet(
+        clock=supervision.ClockKind.HANDLING,
+        reason=supervision.DeadlineReason.STARTED,
+        started_at=SAMPLE_TIME,
+        due_at=SAMPLE_DUE,
+        allowed_seconds=604800,
+        sla_tier="general",
+        sla_profile="normal",
+        unit_id="U-TOWN-330110001",
+    ),
+    supervision.ClockPaused(
+        clock=supervision.ClockKind.HANDLING, reason="returned", paused_at=SAMPLE_TIME, due_at=SAMPLE_DUE
+    ),
+    supervision.ClockStopped(
+        clock=supervision.ClockKind.HANDLING,
+        reason="result_reported",
+        stopped_at=SAMPLE_TIME,
+        due_at=SAMPLE_DUE,
+        on_time=True,
+    ),
+    supervision.SupervisionNoticeIssued(
+        rung="yellow",
+        clock=supervision.ClockKind.HANDLING,
+        due_at=SAMPLE_TIME,
+        reached_at=SAMPLE_DUE,
+        level="town",
+        addressed_to="330110001",
+        unit_id="U-TOWN-330110001",
+    ),
+    supervision.CaseUrged(urged_by="supervisor-7", note="请尽快办理", unit_id="U-TOWN-330110001"),
+    supervision.ExtensionDecided(
+        request_event_id=SAMPLE_CORRELATION_ID,
+        approved=True,
+        decided_by="supervisor-7",
+        note="同意延期",
+        due_at=SAMPLE_DUE,
+    ),
+    supervision.SlaProfileChanged(
+        sla_profile="emergency", region_code="330110001", switch_event_id=SAMPLE_CORRELATION_ID
+    ),
+    supervision.RegionModeSwitched(
+        region_code="330110001",
+        region_level="town",
+        mode=supervision.RegionMode.EMERGENCY,
+        switched_by="supervisor-7",
+        reason="防汛应急响应",
+    ),
 )
 
 
