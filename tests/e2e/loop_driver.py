@@ -24,6 +24,11 @@ HAPPY_PATH = [
     "case.closed",
 ]
 
+#: What supervision's clocks add to the happy path: the acknowledgement clock started at the
+#: assignment and stopped at the acknowledgement, the handling clock started there and stopped at
+#: the result (in the timeline among the events that caused them).
+HAPPY_PATH_CLOCKS = {"case.deadline_set": 2, "case.clock_stopped": 2}
+
 # Reports a hotline or a grid worker might send: text the rules can judge, in several grids.
 REPORTS = [
     ("小区门口垃圾堆积", "垃圾三天没人清运，气味很大", None),
@@ -145,7 +150,7 @@ async def settled_timeline(client: httpx.AsyncClient, api: Endpoints, case_id: s
     """
     response = await poll(
         lambda: client.get(f"{api.supervision}/v1/cases/{case_id}/timeline"),
-        lambda r: r.status_code == 200 and len(r.json()["events"]) >= len(HAPPY_PATH),
+        lambda r: r.status_code == 200 and len(r.json()["events"]) >= len(HAPPY_PATH) + sum(HAPPY_PATH_CLOCKS.values()),
         timeout=30.0,
     )
     timeline: dict[str, Any] = response.json()
@@ -153,8 +158,15 @@ async def settled_timeline(client: httpx.AsyncClient, api: Endpoints, case_id: s
 
 
 def assert_timeline_is_the_closed_loop(timeline: dict[str, Any]) -> None:
-    """Exactly the happy path's events, each caused by the one before, never earlier than it."""
-    events = timeline["events"]
+    """Exactly the happy path's events, each caused by the one before, never earlier than it, and
+    the clocks each of them started and stopped, each after its cause."""
+    every = timeline["events"]
+    events = [e for e in every if e["type"] not in HAPPY_PATH_CLOCKS]
+    clocks = [e for e in every if e["type"] in HAPPY_PATH_CLOCKS]
+    assert {t: sum(e["type"] == t for e in clocks) for t in HAPPY_PATH_CLOCKS} == HAPPY_PATH_CLOCKS
+    position = {e["event_id"]: n for n, e in enumerate(every)}
+    for clock_event in clocks:
+        assert position[clock_event["causation_id"]] < position[clock_event["event_id"]], clock_event["type"]
     assert [e["type"] for e in events] == HAPPY_PATH, [e["type"] for e in events]
     assert events[0]["causation_id"] is None
     for cause, effect in itertools.pairwise(events):

@@ -12,7 +12,7 @@ from caseloop_dispatch.domain.model import DisputeLimits
 from caseloop_dispatch.entrypoints.http import router
 from caseloop_dispatch.service_layer import handlers
 from caseloop_dispatch.service_layer.handlers import DispatchServices
-from caseloop_events.clock import Clock, SystemClock
+from caseloop_events.clock import Clock, clock_from_environment
 from caseloop_events.envelope import Producer
 from caseloop_events.http import service_app
 from caseloop_events.kafka import KafkaSettings
@@ -26,7 +26,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or DispatchSettings()
     kafka = kafka or KafkaSettings()
-    clock = clock or SystemClock()
+    clock = clock or clock_from_environment()
     reference = load_reference_data(settings.reference_dir or default_reference_dir())
     own_topic = kafka.topic_of(Producer.DISPATCH)
     database = Database(settings.resolved_database_url, runtime_tables, own_topic, clock)

@@ -13,11 +13,14 @@ from caseloop_dispatch.domain.model import (
     CaseFollowsAnother,
     DispatchCase,
     DisputeLimits,
+    ExtensionAlreadyPending,
     FallbackOwnerCannotReturn,
     JointAssignmentRefused,
+    NotAcknowledged,
     NotAssignedToThisUnit,
     NotWithTheUnit,
     ReportResult,
+    RequestExtension,
     ReturnCase,
     TransferCase,
     TransferLimitReached,
@@ -27,12 +30,19 @@ from caseloop_dispatch.domain.model import (
     fold,
     react,
     report_result,
+    request_extension,
     return_case,
     transfer_case,
 )
 from caseloop_events.causal import causal_order
 from caseloop_events.contracts.common import CaseStatus, HandlingLevel, SlaTierName
-from caseloop_events.contracts.dispatch import AssignmentRoute, CaseAssigned, CaseReturned, CaseTransferred
+from caseloop_events.contracts.dispatch import (
+    AssignmentRoute,
+    CaseAssigned,
+    CaseReturned,
+    CaseTransferred,
+    ExtensionRequested,
+)
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -40,7 +50,7 @@ from caseloop_events.contracts.intake import (
     CasesMerged,
     CaseUnmerged,
 )
-from caseloop_events.contracts.supervision import CaseReopened, CaseVerificationFailed
+from caseloop_events.contracts.supervision import CaseReopened, CaseVerificationFailed, ExtensionDecided
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
 from caseloop_events.envelope import (
     Actor,
@@ -53,6 +63,7 @@ from caseloop_events.envelope import (
     event_caused_by,
     new_event,
 )
+from caseloop_events.errors import InvalidInput
 from caseloop_events.reference import (
     DISTRICT_COMMAND_UNIT_ID,
     ReferenceData,
@@ -476,3 +487,59 @@ def test_a_merged_case_is_frozen_for_its_unit_and_an_unmerge_gives_it_back_as_it
 
     assert history.case.status is CaseStatus.ACKNOWLEDGED
     assert history.react() is None
+
+
+# --- extensions ----------------------------------------------------------------------------
+
+
+def ask_for_extension(history: History, unit_id: str | None = None, days: int = 3) -> Envelope:
+    command = RequestExtension(
+        case_id=CASE_ID,
+        unit_id=unit_id or history.lead,
+        by="wang.wei",
+        reason="需协调物业",
+        due_at=history.now + timedelta(days=days),
+        now=history.tick(),
+    )
+    event = request_extension(history.case, command, uuid.uuid4())
+    history.add(event)
+    return event
+
+
+def test_the_lead_unit_that_signed_for_a_case_asks_for_an_extension_answering_the_acknowledgement() -> None:
+    history = acknowledged_case()
+    acknowledgement = history.events[-1]
+
+    asked = ask_for_extension(history)
+
+    assert isinstance(asked.payload, ExtensionRequested)
+    assert asked.causation_id == acknowledgement.event_id
+    assert (asked.payload.unit_id, asked.payload.reason) == (history.lead, "需协调物业")
+    assert asked.actor.role is ActorRole.UNIT
+    assert history.case.pending_extension == asked
+    assert history.case.status is CaseStatus.ACKNOWLEDGED, "asking changes nothing until a supervisor decides"
+
+
+def test_an_extension_is_asked_for_once_at_a_time_until_supervision_decides() -> None:
+    history = acknowledged_case()
+    asked = ask_for_extension(history)
+    with pytest.raises(ExtensionAlreadyPending):
+        ask_for_extension(history)
+    history.caused(
+        ExtensionDecided(request_event_id=asked.event_id, approved=False, decided_by="li.na", note="no"), "decided"
+    )
+    assert history.case.pending_extension is None
+    assert isinstance(ask_for_extension(history, days=5).payload, ExtensionRequested)
+
+
+def test_an_extension_needs_an_acknowledged_case_its_lead_unit_and_a_future_deadline() -> None:
+    history = assigned_case()
+    with pytest.raises(NotAcknowledged):
+        ask_for_extension(history)
+    acknowledge_by_lead(history)
+    other = answering_units()[1]
+    with pytest.raises(NotAssignedToThisUnit):
+        ask_for_extension(history, unit_id=other)
+    with pytest.raises(InvalidInput, match="due_at"):
+        ask_for_extension(history, days=-1)
+    assert history.case.pending_extension is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from caseloop_events.clock import Clock, SystemClock
+from caseloop_events.clock import Clock, clock_from_environment
 from caseloop_events.envelope import Producer
 from caseloop_events.http import service_app
 from caseloop_events.kafka import KafkaSettings
@@ -23,7 +23,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or IntakeSettings()
     kafka = kafka or KafkaSettings()
-    clock = clock or SystemClock()
+    clock = clock or clock_from_environment()
     reference = load_reference_data(settings.reference_dir or default_reference_dir())
     own_topic = kafka.topic_of(Producer.INTAKE)
     database = Database(settings.resolved_database_url, runtime_tables, own_topic, clock)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import httpx
 from fastapi import FastAPI
 
-from caseloop_events.clock import Clock, SystemClock
+from caseloop_events.clock import Clock, clock_from_environment
 from caseloop_events.envelope import Producer
 from caseloop_events.http import service_app
 from caseloop_events.kafka import KafkaSettings
+from caseloop_events.reference import default_reference_dir, load_reference_data
 from caseloop_events.runtime import ServiceRuntime
 from caseloop_events.unit_of_work import Database
 from caseloop_supervision.adapters.tables import runtime_tables
 from caseloop_supervision.config import SupervisionSettings
-from caseloop_supervision.entrypoints.http import router
+from caseloop_supervision.domain.clocks import ClockRules
+from caseloop_supervision.entrypoints.http import case_router, region_router, report_router
 from caseloop_supervision.service_layer import handlers, jobs
 from caseloop_supervision.service_layer.handlers import SupervisionServices
 
@@ -27,14 +31,19 @@ def create_app(
     """``callback_transport`` replaces the network under the feedback deliveries (tests)."""
     settings = settings or SupervisionSettings()
     kafka = kafka or KafkaSettings()
-    clock = clock or SystemClock()
+    clock = clock or clock_from_environment()
     database = Database(settings.resolved_database_url, runtime_tables, kafka.topic_of(Producer.SUPERVISION), clock)
+    reference = load_reference_data(settings.reference_dir or default_reference_dir())
     services = SupervisionServices(
         database=database,
         clock=clock,
+        rules=ClockRules(reference),
         evaluation_window=settings.evaluation_window,
         feedback_policy=settings.feedback_policy,
     )
+
+    async def issue_due_notices() -> None:
+        await jobs.run_periodically("notices", settings.timer_interval, lambda: jobs.issue_due_notices(services))
 
     async def close_cases_not_evaluated_in_time() -> None:
         await jobs.run_periodically(
@@ -56,14 +65,19 @@ def create_app(
         kafka=kafka,
         # Every service's topic: supervision keeps every event of every case.
         consumes=tuple(kafka.topic_of(p) for p in Producer),
-        handle=handlers.handle_event,
-        background={"auto-closure": close_cases_not_evaluated_in_time, "feedback": deliver_feedback},
+        handle=partial(handlers.handle_event, services),
+        background={
+            "notices": issue_due_notices,
+            "auto-closure": close_cases_not_evaluated_in_time,
+            "feedback": deliver_feedback,
+        },
     )
     return service_app(
         title="caseloop supervision",
-        summary="Supervision (督办) and feedback (反馈): verification, evaluation, reopening, closure, "
-        "feedback to source systems, case timelines.",
+        summary="Supervision (督办) and feedback (反馈): deadlines, escalation notices, urging, extensions, "
+        "emergency mode, verification, evaluation, reopening, closure, feedback to source systems, case timelines, "
+        "daily reports.",
         runtime=runtime,
         services=services,
-        routers=[router],
+        routers=[case_router, region_router, report_router],
     )

@@ -31,12 +31,20 @@ from caseloop_events.contracts.intake import (
     CasesMerged,
     CaseUnmerged,
 )
-from caseloop_events.contracts.supervision import CaseClosed, ClosureReason, FeedbackFailed, Rating
+from caseloop_events.contracts.supervision import (
+    CLOCK_AND_NOTICE_EVENTS,
+    CaseClosed,
+    ClosureReason,
+    FeedbackFailed,
+    Rating,
+)
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
 from caseloop_events.envelope import Envelope, EventPayload, deterministic_id
+from caseloop_events.reference import default_reference_dir, load_reference_data
 from caseloop_events.testing import causal_chain
 from caseloop_events.unit_of_work import Database
 from caseloop_supervision.adapters.tables import feedback_deliveries, runtime_tables
+from caseloop_supervision.domain.clocks import ClockRules
 from caseloop_supervision.domain.decisions import EvaluateHandling, VerifyResult
 from caseloop_supervision.domain.feedback import FeedbackPolicy
 from caseloop_supervision.domain.model import FeedbackState
@@ -44,6 +52,7 @@ from caseloop_supervision.service_layer import handlers, jobs
 from caseloop_supervision.service_layer.handlers import SupervisionServices
 
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+RULES = ClockRules(load_reference_data(default_reference_dir()))
 WINDOW = timedelta(hours=72)
 POLICY = FeedbackPolicy(backoff_base=timedelta(seconds=5), backoff_cap=timedelta(minutes=5), max_attempts=8)
 CALLBACK = "http://source.example/callbacks/caseloop"
@@ -62,7 +71,9 @@ async def services(database_url: str, clock: ManualClock) -> AsyncIterator[Super
     database = Database(database_url, runtime_tables, "test.caseloop.supervision.v1", clock)
     await database.create_schema()
     try:
-        yield SupervisionServices(database=database, clock=clock, evaluation_window=WINDOW, feedback_policy=POLICY)
+        yield SupervisionServices(
+            database=database, clock=clock, rules=RULES, evaluation_window=WINDOW, feedback_policy=POLICY
+        )
     finally:
         await database.dispose()
 
@@ -132,7 +143,7 @@ async def consume(services: SupervisionServices, *events: Envelope, replaying: b
     for offset, event in enumerate(events):
         async with services.database.transaction() as uow:
             if not await uow.is_processed(event.event_id):
-                await handlers.handle_event(uow, event, Delivery("test", 0, offset, replaying))
+                await handlers.handle_event(services, uow, event, Delivery("test", 0, offset, replaying))
                 await uow.mark_processed(event.event_id)
 
 
@@ -152,12 +163,15 @@ async def log_of(services: SupervisionServices, case_id: uuid.UUID) -> list[Enve
 
 
 async def emitted(services: SupervisionServices, event_type: str | None = None) -> list[Envelope]:
-    """What supervision put in its outbox (to be published), oldest first."""
+    """What supervision put in its outbox (to be published), oldest first; without a type, all but
+    the clock and notice events (the clock tests look at those)."""
     outbox = services.database.tables.outbox
     async with services.database.reading() as session:
         rows = await session.scalars(select(outbox.c.envelope).order_by(outbox.c.position))
         events = [Envelope.model_validate_json(row) for row in rows]
-    return [e for e in events if event_type is None or e.type == event_type]
+    if event_type is None:
+        return [e for e in events if not isinstance(e.payload, CLOCK_AND_NOTICE_EVENTS)]
+    return [e for e in events if e.type == event_type]
 
 
 async def test_a_verified_case_closes_when_the_evaluation_window_has_passed_and_only_once(
@@ -167,7 +181,7 @@ async def test_a_verified_case_closes_when_the_evaluation_window_has_passed_and_
     case_id = events[0].case_id
     await consume(services, *events)
     await verify(services, case_id)
-    verified = (await log_of(services, case_id))[-1]
+    verified = (await emitted(services, "case.verified"))[-1]
 
     clock.advance(WINDOW - timedelta(seconds=1))
     assert await jobs.close_cases_not_evaluated_in_time(services) == 0
@@ -211,7 +225,7 @@ async def test_feedback_that_failed_once_is_retried_after_the_back_off_with_the_
     case_id = events[0].case_id
     await consume(services, *events)
     await verify(services, case_id)
-    verified = (await log_of(services, case_id))[-1]
+    verified = (await emitted(services, "case.verified"))[-1]
     [pending] = (await handlers.get_case(services, case_id)).feedback
     assert (pending.state, pending.about_event_id, pending.attempts) == (FeedbackState.PENDING, verified.event_id, 0)
 

@@ -18,12 +18,13 @@ from caseloop_events.contracts.dispatch import (
     CaseResultReported,
     CaseReturned,
     CaseTransferred,
+    ExtensionRequested,
 )
 from caseloop_events.contracts.intake import CaseReport
-from caseloop_events.contracts.supervision import CaseReopened, CaseVerificationFailed
+from caseloop_events.contracts.supervision import CaseReopened, CaseVerificationFailed, ExtensionDecided
 from caseloop_events.contracts.triage import CaseJudged
 from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, event_answering, event_caused_by
-from caseloop_events.errors import CaseNotFound, RuleViolation
+from caseloop_events.errors import CaseNotFound, InvalidInput, RuleViolation
 from caseloop_events.lifecycle import CaseProgress, progress
 from caseloop_events.reference import DISTRICT_COMMAND_UNIT_ID, ReferenceData, Unit
 
@@ -58,6 +59,10 @@ class TransferTargetRefused(RuleViolation):
 
 class JointAssignmentRefused(RuleViolation):
     """A dispatcher assigns units jointly before the lead has signed for the case."""
+
+
+class ExtensionAlreadyPending(RuleViolation):
+    """A unit asks for one extension at a time: the supervisor decides the pending one first."""
 
 
 class CaseFollowsAnother(RuleViolation):
@@ -136,6 +141,8 @@ class DispatchCase:
     reopen_count: int = 0
     acknowledged_at: datetime | None = None
     result_reported_at: datetime | None = None
+    #: The unit's extension request supervision has not decided yet.
+    pending_extension: Envelope | None = None
     last_event_at: datetime | None = None
 
     @property
@@ -166,6 +173,18 @@ class ReportResult:
     by: str
     summary: str
     evidence: tuple[str, ...]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class RequestExtension:
+    """The lead unit asks for more time (延期): a supervisor approves or refuses in supervision."""
+
+    case_id: UUID
+    unit_id: str
+    by: str
+    reason: str
+    due_at: datetime
     now: datetime
 
 
@@ -265,6 +284,13 @@ def _with_details(case: DispatchCase, event: Envelope) -> DispatchCase:
             return replace(case, reworks=case.reworks + 1)
         case CaseReopened() as reopened:
             return replace(case, reopen_count=reopened.reopen_count)
+        case ExtensionRequested():
+            return replace(case, pending_extension=event)
+        case ExtensionDecided() as decided:
+            pending = case.pending_extension
+            if pending is not None and pending.event_id == decided.request_event_id:
+                return replace(case, pending_extension=None)
+            return case
         case _:
             return case
 
@@ -486,6 +512,29 @@ def report_result(case: DispatchCase, command: ReportResult, correlation_id: UUI
         case.status_event,
         CaseResultReported(
             unit_id=command.unit_id, reported_by=command.by, summary=command.summary, evidence=command.evidence
+        ),
+        actor=_unit_actor(command.by, command.unit_id),
+        occurred_at=command.now,
+        correlation_id=correlation_id,
+    )
+
+
+def request_extension(case: DispatchCase, command: RequestExtension, correlation_id: UUID) -> Envelope:
+    """The lead unit that signed for the case asks to move its handling deadline to ``due_at``."""
+    assignment = _assignment_of(case, NotAcknowledged)
+    _require_lead_unit(case, assignment, command.unit_id)
+    if case.status is not CaseStatus.ACKNOWLEDGED or case.status_event is None:
+        raise NotAcknowledged(f"case {case.case_id} is {case.status}: an extension is asked for while handling it")
+    if case.pending_extension is not None:
+        raise ExtensionAlreadyPending(
+            f"the extension asked for at {case.pending_extension.occurred_at.isoformat()} awaits a decision"
+        )
+    if command.due_at <= command.now:
+        raise InvalidInput("due_at", "the new deadline must be in the future")
+    return event_answering(
+        case.status_event,
+        ExtensionRequested(
+            unit_id=command.unit_id, requested_by=command.by, reason=command.reason, requested_due_at=command.due_at
         ),
         actor=_unit_actor(command.by, command.unit_id),
         occurred_at=command.now,

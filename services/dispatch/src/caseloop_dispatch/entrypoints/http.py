@@ -7,9 +7,17 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from caseloop_dispatch.domain.model import AcknowledgeCase, AssignJointly, ReportResult, ReturnCase, TransferCase
+from caseloop_dispatch.domain.model import (
+    AcknowledgeCase,
+    AssignJointly,
+    ReportResult,
+    RequestExtension,
+    ReturnCase,
+    TransferCase,
+)
 from caseloop_dispatch.entrypoints.schemas import (
     AcknowledgementCreate,
+    ExtensionCreate,
     JointAssignmentCreate,
     ResultCreate,
     ReturnCreate,
@@ -62,6 +70,23 @@ async def report_result(
         now=services.clock.now(),
     )
     return await handlers.report_case_result(services, command, correlation_id)
+
+
+@router.post("/cases/{case_id}/extension", response_model=AssignmentView)
+async def request_extension(
+    case_id: UUID, body: ExtensionCreate, services: Services, correlation_id: CorrelationId
+) -> AssignmentView:
+    """The lead unit asks for more time (延期), with its reason and the deadline it needs; a supervisor
+    approves or refuses it in supervision (``POST /v1/cases/{case_id}/extension/decision``)."""
+    command = RequestExtension(
+        case_id=case_id,
+        unit_id=body.unit_id,
+        by=body.by,
+        reason=body.reason,
+        due_at=body.due_at,
+        now=services.clock.now(),
+    )
+    return await handlers.ask_for_extension(services, command, correlation_id)
 
 
 @router.post("/cases/{case_id}/return", response_model=AssignmentView)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
 from caseloop_events.http import RequestBody
 
@@ -30,6 +30,15 @@ class ResultCreate(RequestBody):
 
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class ExtensionCreate(RequestBody):
+    """The lead unit asks for more time (延期)."""
+
+    unit_id: UnitId = Field(description="the acting unit (GET /v1/units)", examples=["U-TRANSPORT"])
+    by: PersonId = Field(description="who in the unit asks", examples=["wang.wei"])
+    reason: Reason
+    due_at: AwareDatetime = Field(description="the deadline asked for, with its time zone")
 
 
 class ReturnCreate(RequestBody):

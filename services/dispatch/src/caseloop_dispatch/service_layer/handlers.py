@@ -13,6 +13,7 @@ from caseloop_dispatch.domain.model import (
     DispatchCase,
     DisputeLimits,
     ReportResult,
+    RequestExtension,
     ReturnCase,
     TransferCase,
     acknowledge,
@@ -20,6 +21,7 @@ from caseloop_dispatch.domain.model import (
     fold,
     react,
     report_result,
+    request_extension,
     return_case,
     transfer_case,
 )
@@ -27,6 +29,7 @@ from caseloop_dispatch.service_layer.views import AssignmentView, row_of, view_o
 from caseloop_events.causal import causal_order
 from caseloop_events.clock import Clock
 from caseloop_events.consumer import Delivery
+from caseloop_events.contracts.supervision import CLOCK_AND_NOTICE_EVENTS
 from caseloop_events.envelope import Envelope
 from caseloop_events.errors import InvalidInput
 from caseloop_events.reference import ReferenceData
@@ -71,6 +74,14 @@ async def report_case_result(services: DispatchServices, command: ReportResult, 
     return await _decide(services, command.case_id, lambda case: [report_result(case, command, correlation_id)])
 
 
+async def ask_for_extension(
+    services: DispatchServices, command: RequestExtension, correlation_id: UUID
+) -> AssignmentView:
+    """The lead unit asks for more time (延期); supervision's decision follows on its topic."""
+    _require_known_unit(services.reference, command.unit_id, "unit_id")
+    return await _decide(services, command.case_id, lambda case: [request_extension(case, command, correlation_id)])
+
+
 async def return_the_case(services: DispatchServices, command: ReturnCase, correlation_id: UUID) -> AssignmentView:
     """The lead unit returns the case (退单); dispatch re-routes it in the same transaction."""
     _require_known_unit(services.reference, command.unit_id, "unit_id")
@@ -110,6 +121,8 @@ async def assign_units_jointly(
 
 async def handle_event(services: DispatchServices, uow: UnitOfWork, event: Envelope, delivery: Delivery) -> None:
     """Any event of a case: fold it in, take the assignment decision its state calls for, project."""
+    if isinstance(event.payload, CLOCK_AND_NOTICE_EVENTS):
+        return  # supervision's clocks and notices change nothing dispatch decides
     history = await uow.lock_case(event.case_id)
     await uow.record(event)
     events = causal_order([*history, event])

@@ -31,6 +31,14 @@ cases = Table(
     # Set while the case waits for the citizen's evaluation: what the auto-closure timer scans.
     Column("awaiting_evaluation_since", UtcDateTime, nullable=True, index=True),
     Column("closed_at", UtcDateTime, nullable=True),
+    # The deadline of the clock counting now (none while paused or stopped): what ?overdue=true compares.
+    Column("due_at", UtcDateTime, nullable=True, index=True),
+    # The highest rung an open clock has reached, and the level it is addressed to: ?notice= and ?level=.
+    Column("notice_rung", String(32), nullable=True, index=True),
+    Column("notice_level", String(16), nullable=True),
+    # When the next rung of a running clock is reached: what the notice timer scans.
+    Column("next_notice_at", UtcDateTime, nullable=True, index=True),
+    Column("sla_profile", String(32), nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("view", Text, nullable=False),
 )
@@ -67,5 +75,17 @@ feedback_deliveries = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 Index("ix_feedback_deliveries_due", feedback_deliveries.c.state, feedback_deliveries.c.next_attempt_at)
+
+# The mode of each town and of the district that was ever switched (平战转换); others are normal.
+region_modes = Table(
+    "region_modes",
+    metadata,
+    Column("region_code", String(16), primary_key=True),
+    Column("region_level", String(16), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("switched_at", UtcDateTime, nullable=False),
+    Column("switched_by", String(64), nullable=False),
+    Column("switch_event_id", String(36), nullable=False),
+)
 
 runtime_tables = define_runtime_tables(metadata)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from caseloop_events.contracts.common import CaseStatus
@@ -19,6 +19,7 @@ from caseloop_events.contracts.dispatch import (
     CaseResultReported,
     CaseReturned,
     CaseTransferred,
+    ExtensionRequested,
 )
 from caseloop_events.contracts.intake import (
     CaseAccepted,
@@ -33,12 +34,21 @@ from caseloop_events.contracts.supervision import (
     CaseClosed,
     CaseEvaluated,
     CaseReopened,
+    CaseUrged,
     CaseVerificationFailed,
     CaseVerified,
+    ClockKind,
+    ClockPaused,
+    ClockStopped,
     ClosureReason,
+    DeadlineReason,
+    DeadlineSet,
+    ExtensionDecided,
     FeedbackDelivered,
     FeedbackFailed,
     Rating,
+    SlaProfileChanged,
+    SupervisionNoticeIssued,
 )
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
 from caseloop_events.envelope import Envelope
@@ -119,6 +129,90 @@ class Feedback:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class ClockStop:
+    at: datetime
+    reason: str
+    on_time: bool
+
+
+@dataclass(frozen=True)
+class CaseClock:
+    """One of a case's clocks as its ``case.deadline_set`` / paused / stopped events left it.
+
+    A *round* is one clock from its start (or restart) to its stop; a *phase* is the part of a
+    round under one ladder: an extension opens a new phase, so the ladder starts over against
+    the new deadline, while a pause, a profile change or a re-judgment keep the phase.
+    """
+
+    kind: ClockKind
+    #: The event that started this round: an assignment, an acknowledgement or a failed verification.
+    round_cause_id: uuid.UUID
+    phase_id: uuid.UUID
+    started_at: datetime
+    due_at: datetime
+    allowed: timedelta
+    paused_total: timedelta
+    sla_tier: str
+    sla_profile: str
+    unit_id: str | None
+    #: The latest ``case.deadline_set``: what the notices of this clock answer.
+    deadline_event: Envelope
+    paused_since: datetime | None = None
+    stopped: ClockStop | None = None
+    #: The rungs reached in this phase.
+    rungs_reached: tuple[str, ...] = ()
+
+    @property
+    def running(self) -> bool:
+        return self.stopped is None and self.paused_since is None
+
+    @property
+    def open(self) -> bool:
+        """Running or paused: the clock still counts (or will again)."""
+        return self.stopped is None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A supervision notice issued for the case."""
+
+    event_id: uuid.UUID
+    rung: str
+    clock: ClockKind
+    level: str
+    addressed_to: str
+    unit_id: str | None
+    due_at: datetime
+    reached_at: datetime
+    issued_at: datetime
+
+
+@dataclass(frozen=True)
+class Urging:
+    urged_by: str
+    note: str
+    unit_id: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Extension:
+    """A unit's extension request and, once made, the supervisor's decision."""
+
+    request_event_id: uuid.UUID
+    unit_id: str
+    requested_by: str
+    reason: str
+    requested_due_at: datetime
+    requested_at: datetime
+    approved: bool | None = None
+    decided_by: str | None = None
+    decision_note: str | None = None
+    granted_due_at: datetime | None = None
+    decided_at: datetime | None = None
+
+
 #: The statuses of a case that follows another one instead of going round the loop itself.
 FOLLOWING = frozenset({CaseStatus.DUPLICATE, CaseStatus.MERGED})
 
@@ -135,6 +229,7 @@ class SupervisedCase:
     grid_code: str | None = None
     village_code: str | None = None
     town_code: str | None = None
+    district_code: str | None = None
     rejection_reason: RejectionReason | None = None
     rejection_note: str | None = None
     duplicate_of: CaseRef | None = None
@@ -164,6 +259,19 @@ class SupervisedCase:
     closure_reason: ClosureReason | None = None
     closed_with_case_id: uuid.UUID | None = None
     feedback: tuple[Feedback, ...] = ()
+    #: The latest assignment: an acknowledgement clock runs for each one.
+    assignment_event: Envelope | None = None
+    #: What started the current handling round: the acknowledgement after no (or a stopped)
+    #: handling clock, or a failed verification (rework restarts the clock).
+    handling_cause: Envelope | None = None
+    #: Between the event that started handling and the result reported: a return does not end it.
+    handling_round_open: bool = False
+    acknowledgement_clock: CaseClock | None = None
+    handling_clock: CaseClock | None = None
+    sla_profile: str | None = None
+    notices: tuple[Notice, ...] = ()
+    urgings: tuple[Urging, ...] = ()
+    extensions: tuple[Extension, ...] = ()
     stages: Stages = Stages()
     #: The event that put the case in its current status: the cause of the next command.
     status_event: Envelope | None = None
@@ -186,6 +294,19 @@ class SupervisedCase:
         if self.duplicate_of is not None:
             return Link(self.duplicate_of, LinkKind.DUPLICATE)
         return None
+
+    def clock(self, kind: ClockKind) -> CaseClock | None:
+        return self.acknowledgement_clock if kind is ClockKind.ACKNOWLEDGEMENT else self.handling_clock
+
+    @property
+    def clocks(self) -> tuple[CaseClock, ...]:
+        return tuple(c for c in (self.acknowledgement_clock, self.handling_clock) if c is not None)
+
+    @property
+    def pending_extension(self) -> Extension | None:
+        """The unit's extension request the supervisor has not decided yet."""
+        latest = self.extensions[-1] if self.extensions else None
+        return latest if latest is not None and latest.approved is None else None
 
     @property
     def awaiting_evaluation_since(self) -> datetime | None:
@@ -224,7 +345,8 @@ class SupervisedCase:
 
 
 def evolve(case: SupervisedCase, event: Envelope) -> SupervisedCase:
-    counted = replace(case, event_count=case.event_count + 1, last_event_at=event.occurred_at)
+    last = event.occurred_at if case.last_event_at is None else max(case.last_event_at, event.occurred_at)
+    counted = replace(case, event_count=case.event_count + 1, last_event_at=last)
     detailed = _with_details(counted, event)
     moved = progress(CaseProgress(case.status, case.status_before_merge), event.payload)
     if moved is None:
@@ -278,6 +400,7 @@ def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
         case CaseAssigned() as assigned:
             return replace(
                 case,
+                assignment_event=event,
                 unit_id=assigned.unit_id,
                 unit_name=assigned.unit_name,
                 assisting_unit_ids=assigned.assisting_unit_ids,
@@ -291,15 +414,28 @@ def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
             # The case.assigned that follows in the same transaction moves the case to the new unit.
             return replace(case, transfers=case.transfers + 1)
         case CaseAcknowledged():
-            return replace(case, stages=replace(case.stages, acknowledged_at=at))
+            # Signing for a case starts a handling round, unless one is under way: after a return
+            # the round goes on with the next unit (its clock paused, then resumed).
+            starts_round = not case.handling_round_open
+            return replace(
+                case,
+                handling_cause=event if starts_round else case.handling_cause,
+                handling_round_open=True,
+                stages=replace(case.stages, acknowledged_at=at),
+            )
         case CaseResultReported() as reported:
-            return replace(case, result_summary=reported.summary, stages=replace(case.stages, result_reported_at=at))
+            return replace(
+                case,
+                result_summary=reported.summary,
+                handling_round_open=False,
+                stages=replace(case.stages, result_reported_at=at),
+            )
         case CaseVerified():
             # A reopened case is verified again and must be evaluable again: the old rating goes.
             return replace(case, rating=None, verification=event, stages=replace(case.stages, verified_at=at))
         case CaseVerificationFailed():
-            # Rework: the same unit handles the case again and reports a new result.
-            return replace(case, reworks=case.reworks + 1)
+            # Rework: the same unit handles the case again and reports a new result, on a new clock.
+            return replace(case, reworks=case.reworks + 1, handling_cause=event, handling_round_open=True)
         case CaseEvaluated() as evaluated:
             return replace(
                 case, rating=evaluated.rating, status_event=event, stages=replace(case.stages, evaluated_at=at)
@@ -313,6 +449,39 @@ def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 closed_with_case_id=closed.original_case_id,
                 stages=replace(case.stages, closed_at=at),
             )
+        case DeadlineSet() | ClockPaused() | ClockStopped() | SupervisionNoticeIssued():
+            return _with_clock_event(case, event)
+        case CaseUrged() as urged:
+            return replace(case, urgings=(*case.urgings, Urging(urged.urged_by, urged.note, urged.unit_id, at)))
+        case ExtensionRequested() as requested:
+            extension = Extension(
+                request_event_id=event.event_id,
+                unit_id=requested.unit_id,
+                requested_by=requested.requested_by,
+                reason=requested.reason,
+                requested_due_at=requested.requested_due_at,
+                requested_at=at,
+            )
+            return replace(case, extensions=(*case.extensions, extension))
+        case ExtensionDecided() as decided:
+            return replace(
+                case,
+                extensions=tuple(
+                    replace(
+                        e,
+                        approved=decided.approved,
+                        decided_by=decided.decided_by,
+                        decision_note=decided.note,
+                        granted_due_at=decided.due_at,
+                        decided_at=at,
+                    )
+                    if e.request_event_id == decided.request_event_id
+                    else e
+                    for e in case.extensions
+                ),
+            )
+        case SlaProfileChanged() as changed:
+            return replace(case, sla_profile=changed.sla_profile)
         case FeedbackDelivered() as delivered:
             return _with_feedback(
                 case,
@@ -353,7 +522,73 @@ def _with_report(case: SupervisedCase, report: CaseReport) -> SupervisedCase:
         grid_code=report.location.grid_code,
         village_code=report.location.village_code,
         town_code=report.location.town_code,
+        district_code=report.location.district_code,
     )
+
+
+def _with_clock_event(case: SupervisedCase, event: Envelope) -> SupervisedCase:
+    """A clock's deadline, pause, stop or notice, folded into that clock."""
+    payload = event.payload
+    assert isinstance(payload, DeadlineSet | ClockPaused | ClockStopped | SupervisionNoticeIssued)
+    clock = case.clock(payload.clock)
+    at = event.occurred_at
+    match payload:
+        case DeadlineSet() as deadline if deadline.reason in (DeadlineReason.STARTED, DeadlineReason.RESTARTED):
+            assert event.causation_id is not None
+            clock = CaseClock(
+                kind=deadline.clock,
+                round_cause_id=event.causation_id,
+                phase_id=event.event_id,
+                started_at=deadline.started_at,
+                due_at=deadline.due_at,
+                allowed=timedelta(seconds=deadline.allowed_seconds),
+                paused_total=timedelta(seconds=deadline.paused_seconds),
+                sla_tier=deadline.sla_tier,
+                sla_profile=deadline.sla_profile,
+                unit_id=deadline.unit_id,
+                deadline_event=event,
+            )
+        case DeadlineSet() as deadline if clock is not None:
+            clock = replace(
+                clock,
+                due_at=deadline.due_at,
+                allowed=timedelta(seconds=deadline.allowed_seconds),
+                paused_total=timedelta(seconds=deadline.paused_seconds),
+                sla_tier=deadline.sla_tier,
+                sla_profile=deadline.sla_profile,
+                deadline_event=event,
+                paused_since=None if deadline.reason is DeadlineReason.RESUMED else clock.paused_since,
+                # A new deadline granted by an extension: the ladder starts over against it.
+                phase_id=event.event_id if deadline.reason is DeadlineReason.EXTENDED else clock.phase_id,
+                rungs_reached=() if deadline.reason is DeadlineReason.EXTENDED else clock.rungs_reached,
+            )
+        case ClockPaused() as paused if clock is not None:
+            clock = replace(clock, paused_since=paused.paused_at)
+        case ClockStopped() as stopped if clock is not None:
+            stop = ClockStop(at=stopped.stopped_at, reason=stopped.reason, on_time=stopped.on_time)
+            clock = replace(clock, stopped=stop)
+        case SupervisionNoticeIssued() as notice:
+            if clock is not None:
+                clock = replace(clock, rungs_reached=(*clock.rungs_reached, notice.rung))
+            issued = Notice(
+                event_id=event.event_id,
+                rung=notice.rung,
+                clock=notice.clock,
+                level=notice.level,
+                addressed_to=notice.addressed_to,
+                unit_id=notice.unit_id,
+                due_at=notice.due_at,
+                reached_at=notice.reached_at,
+                issued_at=at,
+            )
+            case = replace(case, notices=(*case.notices, issued))
+        case _:
+            return case
+    if isinstance(payload, DeadlineSet):
+        case = replace(case, sla_profile=payload.sla_profile)
+    if payload.clock is ClockKind.ACKNOWLEDGEMENT:
+        return replace(case, acknowledgement_clock=clock)
+    return replace(case, handling_clock=clock)
 
 
 def _with_feedback(case: SupervisedCase, feedback: Feedback) -> SupervisedCase:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import Field
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import AwareDatetime, BaseModel, Field
 
 from caseloop_events.contracts.common import CaseStatus
-from caseloop_events.contracts.supervision import Rating
+from caseloop_events.contracts.supervision import Rating, RegionMode
 from caseloop_events.http import CorrelationId, PageOffset, RequestBody
+from caseloop_events.reference import HandlingLevel
+from caseloop_supervision.domain.clocks import DecideExtension, UrgeCase
 from caseloop_supervision.domain.decisions import EvaluateHandling, VerifyResult
 from caseloop_supervision.service_layer import handlers
-from caseloop_supervision.service_layer.handlers import SupervisionServices
+from caseloop_supervision.service_layer.handlers import SupervisionServices, SwitchRegionMode
 from caseloop_supervision.service_layer.views import CasePage, CaseView, Timeline
 
 
@@ -36,7 +39,62 @@ class EvaluationIn(RequestBody):
     comment: str = Field(default="", max_length=2000)
 
 
-router = APIRouter(prefix="/v1/cases", tags=["supervision"])
+class UrgingIn(RequestBody):
+    by: str = Field(min_length=1, max_length=64, description="the urging supervisor")
+    note: str = Field(min_length=1, max_length=2000, description="what the unit is urged to do")
+
+
+class ExtensionDecisionIn(RequestBody):
+    approved: bool
+    by: str = Field(min_length=1, max_length=64, description="the deciding supervisor")
+    note: str = Field(default="", max_length=2000)
+    due_at: AwareDatetime | None = Field(
+        default=None, description="the deadline granted, if not the one the unit asked for (approval only)"
+    )
+
+
+class RegionModeIn(RequestBody):
+    mode: RegionMode
+    by: str = Field(min_length=1, max_length=64, description="the supervisor switching the mode")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class RegionModeOut(BaseModel):
+    region_code: str
+    region_level: str
+    mode: RegionMode
+    switched_at: dt.datetime | None
+    switched_by: str | None
+    cases_affected: int = Field(description="open cases the switch moved onto the other SLA profile")
+
+
+class DailyReportOut(BaseModel):
+    date: dt.date
+    town_code: str | None
+    unit_id: str | None
+    complete: bool = Field(description="false while the day is not over: its figures can still grow")
+    new_cases: int
+    rejected: int
+    repeat_cases: int = Field(description="reports linked as duplicates and cases merged into another (重复件)")
+    closed: int
+    closed_on_time: int
+    on_time_rate: float | None = Field(description="closed on time / closed cases that had a handling deadline")
+    overdue: int = Field(description="cases that went past a deadline that day")
+    notices: dict[str, int] = Field(description="notices issued, by rung")
+    urgings: int
+    returns: int
+    reopened: int
+    extensions_requested: int
+    extensions_approved: int
+    evaluations: int
+    satisfied: int
+    satisfaction_rate: float | None = Field(description="satisfied or basically satisfied / evaluations")
+
+
+case_router = APIRouter(prefix="/v1/cases", tags=["supervision"])
+region_router = APIRouter(prefix="/v1/regions", tags=["emergency mode"])
+report_router = APIRouter(prefix="/v1/reports", tags=["reports"])
+router = case_router
 
 
 @router.get("", response_model=CasePage)
@@ -49,10 +107,19 @@ async def list_cases(
     returned_more_than_once: Annotated[
         bool | None, Query(description="true: returned twice or more (退单拉锯); false: at most once")
     ] = None,
+    overdue: Annotated[bool | None, Query(description="true: a clock counting now is past its deadline")] = None,
+    notice: Annotated[
+        str | None,
+        Query(
+            max_length=32,
+            description="the highest rung reached by a clock still counting: warning, overdue, yellow, red",
+        ),
+    ] = None,
+    level: Annotated[HandlingLevel | None, Query(description="the level that highest notice is addressed to")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: PageOffset = 0,
 ) -> CasePage:
-    """Cases, most recently changed first, filtered by status, town, unit, campaign and returns."""
+    """Cases, most recently changed first, filtered by status, town, unit, campaign, returns, deadline and notices."""
     return await handlers.list_cases(
         services,
         status=status.value if status else None,
@@ -60,6 +127,9 @@ async def list_cases(
         unit_id=unit_id,
         campaign_id=campaign_id,
         returned_more_than_once=returned_more_than_once,
+        overdue=overdue,
+        notice=notice,
+        level=level,
         limit=limit,
         offset=offset,
     )
@@ -98,3 +168,70 @@ async def evaluate_handling(
         rating=body.rating, comment=body.comment, now=services.clock.now(), correlation_id=correlation_id
     )
     return await handlers.evaluate_handling(services, case_id, command)
+
+
+@router.post("/{case_id}/urge", response_model=CaseView)
+async def urge_case(case_id: UUID, body: UrgingIn, services: Services, correlation_id: CorrelationId) -> CaseView:
+    """Urge the unit holding the case (催办), at any time while the case is open."""
+    command = UrgeCase(by=body.by, note=body.note, now=services.clock.now(), correlation_id=correlation_id)
+    return await handlers.urge_case(services, case_id, command)
+
+
+@router.post("/{case_id}/extension/decision", response_model=CaseView)
+async def decide_on_extension(
+    case_id: UUID, body: ExtensionDecisionIn, services: Services, correlation_id: CorrelationId
+) -> CaseView:
+    """Approve or refuse the unit's extension request (延期审批); approval moves the handling deadline."""
+    command = DecideExtension(
+        approved=body.approved,
+        by=body.by,
+        note=body.note,
+        due_at=body.due_at,
+        now=services.clock.now(),
+        correlation_id=correlation_id,
+    )
+    return await handlers.decide_on_extension(services, case_id, command)
+
+
+RegionCode = Annotated[str, Path(pattern=r"^\d{6}(\d{3})?$", description="the district's code or a town's")]
+
+
+@region_router.post("/{region_code}/mode", response_model=RegionModeOut)
+async def switch_region_mode(
+    region_code: RegionCode, body: RegionModeIn, services: Services, correlation_id: CorrelationId
+) -> RegionModeOut:
+    """Switch a town or the district into emergency mode (平战转换) or back to normal; its open cases
+    move onto the emergency SLA profile (or back) at once. Switching to the mode it is in changes nothing."""
+    command = SwitchRegionMode(
+        region_code=region_code,
+        mode=body.mode,
+        by=body.by,
+        reason=body.reason,
+        now=services.clock.now(),
+        correlation_id=correlation_id,
+    )
+    view = await handlers.switch_region_mode(services, command)
+    return RegionModeOut.model_validate(view, from_attributes=True)
+
+
+@region_router.get("/{region_code}/mode", response_model=RegionModeOut)
+async def read_region_mode(region_code: RegionCode, services: Services) -> RegionModeOut:
+    """The mode a town or the district is in."""
+    view = await handlers.get_region_mode(services, region_code)
+    return RegionModeOut.model_validate(view, from_attributes=True)
+
+
+@report_router.get("/daily", response_model=DailyReportOut)
+async def daily_report(
+    services: Services,
+    date: Annotated[dt.date, Query(description="the day, region time (YYYY-MM-DD)")],
+    town_code: Annotated[str | None, Query(max_length=32)] = None,
+    unit_id: Annotated[str | None, Query(max_length=64, description="the lead unit at the end of the day")] = None,
+) -> DailyReportOut:
+    """The daily report (日报告), computed from the events: the same for a past day whenever it is asked."""
+    report = await handlers.get_daily_report(services, date, town_code=town_code, unit_id=unit_id)
+    complete = handlers.day_is_over(date, services.clock.now())
+    return DailyReportOut(
+        **{name: getattr(report, name) for name in DailyReportOut.model_fields if name != "complete"},
+        complete=complete,
+    )

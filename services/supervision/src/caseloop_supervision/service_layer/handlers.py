@@ -4,22 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import func, or_, select, update
 
-from caseloop_events.clock import Clock
+from caseloop_events.causal import causal_order
+from caseloop_events.clock import REGION_TIMEZONE, Clock
 from caseloop_events.consumer import Delivery
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.intake import CaseLinkedAsDuplicate, CasesMerged
-from caseloop_events.contracts.supervision import CaseClosed
-from caseloop_events.envelope import Envelope
-from caseloop_events.errors import CaseNotFound
+from caseloop_events.contracts.supervision import CaseClosed, RegionMode, RegionModeSwitched, region_stream_id
+from caseloop_events.envelope import Actor, ActorRole, Envelope, new_event
+from caseloop_events.errors import CaseNotFound, NotFound
 from caseloop_events.storage import insert_ignoring_duplicates, upsert
 from caseloop_events.unit_of_work import Database, UnitOfWork
-from caseloop_supervision.adapters.tables import case_links, cases, feedback_deliveries
+from caseloop_supervision.adapters.tables import case_links, cases, feedback_deliveries, region_modes
+from caseloop_supervision.domain.clocks import (
+    FINISHED,
+    ClockRules,
+    DecideExtension,
+    UrgeCase,
+    change_profile,
+    decide_extension,
+    next_notice_at,
+    reconcile_clocks,
+    urge,
+)
 from caseloop_supervision.domain.decisions import (
     EvaluateHandling,
     VerifyResult,
@@ -29,6 +41,7 @@ from caseloop_supervision.domain.decisions import (
 )
 from caseloop_supervision.domain.feedback import FeedbackPolicy, FeedbackRequest, feedback_for
 from caseloop_supervision.domain.model import Feedback, FeedbackState, SupervisedCase, fold
+from caseloop_supervision.domain.report import DailyReport, daily_report
 from caseloop_supervision.service_layer.views import CasePage, CaseView, Timeline, case_view, timeline
 
 
@@ -38,6 +51,7 @@ class SupervisionServices:
 
     database: Database
     clock: Clock
+    rules: ClockRules
     evaluation_window: timedelta = timedelta(hours=72)
     feedback_policy: FeedbackPolicy = field(default_factory=FeedbackPolicy)
 
@@ -45,9 +59,15 @@ class SupervisionServices:
 # ---------------------------------------------------------------------------------------- events
 
 
-async def handle_event(uow: UnitOfWork, event: Envelope, delivery: Delivery) -> None:
+async def handle_event(services: SupervisionServices, uow: UnitOfWork, event: Envelope, delivery: Delivery) -> None:
     """Every event of every service joins its case's timeline and updates the case list. A link
-    to a case that is closed already closes the linked case at once (never during a replay)."""
+    to a case that is closed already closes the linked case at once, and the case's clocks follow
+    where it stands (never during a replay: a replay folds the clock events that were decided)."""
+    if isinstance(event.payload, RegionModeSwitched):
+        await uow.lock_case(event.case_id)
+        await uow.record(event)
+        await _project_region_mode(uow, event, event.payload)
+        return
     original = None
     original_id = _original_named_by(event)
     if original_id is not None and not delivery.replaying:
@@ -60,9 +80,46 @@ async def handle_event(uow: UnitOfWork, event: Envelope, delivery: Delivery) -> 
     if original is not None and original.status is CaseStatus.CLOSED and original.status_event is not None:
         closing = close_with_original(case, original.status_event, uow.clock.now())
         if closing:
-            await commit_new_events(uow, case.case_id, closing)
+            await commit_new_events(uow, case.case_id, closing, services.rules)
             return
-    await project(uow, case)
+    if not delivery.replaying:
+        emergency = await in_emergency_mode(uow, case.town_code, case.district_code)
+        clock_events = reconcile_clocks(case, event, emergency=emergency, rules=services.rules, now=uow.clock.now())
+        if clock_events:
+            await commit_new_events(uow, case.case_id, clock_events, services.rules)
+            return
+    await project(uow, case, services.rules)
+
+
+async def in_emergency_mode(uow: UnitOfWork, town_code: str | None, district_code: str | None) -> bool:
+    """Whether the case's town, or the whole district, is in emergency mode now."""
+    regions = [code for code in (town_code, district_code) if code is not None]
+    if not regions:
+        return False
+    found = await uow.session.scalar(
+        select(func.count())
+        .select_from(region_modes)
+        .where(region_modes.c.region_code.in_(regions), region_modes.c.mode == RegionMode.EMERGENCY.value)
+    )
+    return bool(found)
+
+
+async def _project_region_mode(uow: UnitOfWork, event: Envelope, switched: RegionModeSwitched) -> None:
+    await uow.session.execute(
+        upsert(
+            region_modes,
+            {
+                "region_code": switched.region_code,
+                "region_level": switched.region_level,
+                "mode": switched.mode.value,
+                "switched_at": event.occurred_at,
+                "switched_by": switched.switched_by,
+                "switch_event_id": str(event.event_id),
+            },
+            ("region_code",),
+            uow.dialect,
+        )
+    )
 
 
 def _original_named_by(event: Envelope) -> UUID | None:
@@ -75,24 +132,37 @@ def _original_named_by(event: Envelope) -> UUID | None:
             return None
 
 
-async def commit_new_events(uow: UnitOfWork, case_id: UUID, new_events: Sequence[Envelope]) -> CaseView:
+async def commit_new_events(
+    uow: UnitOfWork, case_id: UUID, new_events: Sequence[Envelope], rules: ClockRules
+) -> CaseView:
     """Emit what supervision decided for a case (the case is locked), with what follows from it in
-    the same transaction: the feedback owed to the source system, and the closure of the cases
-    that follow a closed one. Only here, never when reading the log, so a replay sends nothing."""
+    the same transaction: the clocks that follow the new state, the feedback owed to the source
+    system, and the closure of the cases that follow a closed one. Only here, never when reading
+    the log, so a replay sends nothing."""
     await uow.emit(*new_events)
     case = fold(case_id, await uow.case_events(case_id))
+    if not all(e.type.startswith(CLOCK_EVENT_PREFIXES) for e in new_events):
+        emergency = await in_emergency_mode(uow, case.town_code, case.district_code)
+        clock_events = reconcile_clocks(case, new_events[-1], emergency=emergency, rules=rules, now=uow.clock.now())
+        if clock_events:
+            await uow.emit(*clock_events)
+            case = fold(case_id, await uow.case_events(case_id))
     for event in new_events:
         request = feedback_for(case, event)
         if request is not None:
             await _queue_feedback(uow, request)
-    view = await project(uow, case)
+    view = await project(uow, case, rules)
     for event in new_events:
         if isinstance(event.payload, CaseClosed):
-            await _close_followers(uow, event)
+            await _close_followers(uow, event, rules)
     return view
 
 
-async def _close_followers(uow: UnitOfWork, closure: Envelope) -> None:
+#: Events that are themselves clock decisions: committing them needs no further reconciling.
+CLOCK_EVENT_PREFIXES = ("case.deadline_set", "case.clock_", "case.supervision_notice_issued")
+
+
+async def _close_followers(uow: UnitOfWork, closure: Envelope, rules: ClockRules) -> None:
     follower_ids = await uow.session.scalars(
         select(case_links.c.follower_case_id)
         .where(case_links.c.original_case_id == str(closure.case_id), case_links.c.active.is_(True))
@@ -103,7 +173,7 @@ async def _close_followers(uow: UnitOfWork, closure: Envelope) -> None:
         closing = close_with_original(follower, closure, uow.clock.now())
         if closing:
             # A follower's closure is a closure too: its own followers close and its source hears of it.
-            await commit_new_events(uow, follower_id, closing)
+            await commit_new_events(uow, follower_id, closing, rules)
 
 
 async def _queue_feedback(uow: UnitOfWork, request: FeedbackRequest) -> None:
@@ -129,9 +199,10 @@ async def _queue_feedback(uow: UnitOfWork, request: FeedbackRequest) -> None:
     )
 
 
-async def project(uow: UnitOfWork, case: SupervisedCase) -> CaseView:
+async def project(uow: UnitOfWork, case: SupervisedCase, rules: ClockRules) -> CaseView:
     """Bring the case list (and the case's link to the case it follows) up to the folded case."""
-    view = case_view(case, await _queued_feedback(uow, case.case_id))
+    view = case_view(case, rules.reference.escalation_ladder, await _queued_feedback(uow, case.case_id))
+    running = view.deadline
     await uow.session.execute(
         upsert(
             cases,
@@ -155,6 +226,11 @@ async def project(uow: UnitOfWork, case: SupervisedCase) -> CaseView:
                 "accepted_at": case.stages.accepted_at,
                 "awaiting_evaluation_since": case.awaiting_evaluation_since,
                 "closed_at": case.stages.closed_at,
+                "due_at": running.due_at if running is not None and running.counting else None,
+                "notice_rung": view.notice.rung if view.notice is not None else None,
+                "notice_level": view.notice.level if view.notice is not None else None,
+                "next_notice_at": next_notice_at(case, rules),
+                "sla_profile": case.sla_profile,
                 "updated_at": case.last_event_at or uow.clock.now(),
                 "view": view.model_dump_json(),
             },
@@ -215,7 +291,7 @@ async def _decide(
         case = fold(case_id, await uow.lock_case(case_id))
         if not case.known:
             raise CaseNotFound(case_id)
-        return await commit_new_events(uow, case_id, decide(case))
+        return await commit_new_events(uow, case_id, decide(case), services.rules)
 
 
 async def verify_result(services: SupervisionServices, case_id: UUID, command: VerifyResult) -> CaseView:
@@ -228,6 +304,123 @@ async def evaluate_handling(services: SupervisionServices, case_id: UUID, comman
     return await _decide(services, case_id, lambda case: evaluate(case, command))
 
 
+async def urge_case(services: SupervisionServices, case_id: UUID, command: UrgeCase) -> CaseView:
+    """A supervisor urges the unit holding the case (催办)."""
+    return await _decide(services, case_id, lambda case: urge(case, command))
+
+
+async def decide_on_extension(services: SupervisionServices, case_id: UUID, command: DecideExtension) -> CaseView:
+    """A supervisor approves (moving the handling deadline) or refuses the unit's extension request."""
+    return await _decide(services, case_id, lambda case: decide_extension(case, command))
+
+
+class UnknownRegion(NotFound):
+    def __init__(self, region_code: str) -> None:
+        super().__init__(f"region {region_code!r} is neither the district nor one of its towns")
+
+
+@dataclass(frozen=True)
+class SwitchRegionMode:
+    region_code: str
+    mode: RegionMode
+    by: str
+    reason: str
+    now: datetime
+    correlation_id: UUID
+
+
+@dataclass(frozen=True)
+class RegionModeView:
+    region_code: str
+    region_level: str
+    mode: RegionMode
+    switched_at: datetime | None
+    switched_by: str | None
+    #: How many open cases the switch moved onto the other profile.
+    cases_affected: int = 0
+
+
+#: Statuses of cases that have left the loop: a mode switch leaves them alone.
+_LEFT_THE_LOOP = tuple(status.value for status in FINISHED)
+
+
+async def switch_region_mode(services: SupervisionServices, command: SwitchRegionMode) -> RegionModeView:
+    """Switch a town or the district into emergency mode (平战转换) or back. The switch is an event
+    (``region.mode_switched``); every open case whose profile it changes gets ``case.sla_profile_changed``
+    and its clocks re-timed, in the same transaction, so no case is left on the old profile."""
+    level = _region_level(services, command.region_code)
+    stream = region_stream_id(command.region_code)
+    async with services.database.transaction() as uow:
+        await uow.lock_case(stream)
+        current = await _region_mode(uow, command.region_code, level)
+        if current.mode is command.mode:
+            return current  # already so: nothing to switch, nothing emitted
+        switch = new_event(
+            RegionModeSwitched(
+                region_code=command.region_code,
+                region_level=level,
+                mode=command.mode,
+                switched_by=command.by,
+                reason=command.reason,
+            ),
+            case_id=stream,
+            actor=Actor(id=command.by, role=ActorRole.SUPERVISOR),
+            occurred_at=command.now,
+            correlation_id=command.correlation_id,
+        )
+        await uow.emit(switch)
+        await _project_region_mode(uow, switch, switch.payload)  # type: ignore[arg-type]
+        in_region = [] if level == "district" else [cases.c.town_code == command.region_code]
+        case_ids = list(
+            await uow.session.scalars(
+                select(cases.c.case_id)
+                .where(*in_region, cases.c.status.not_in(_LEFT_THE_LOOP))
+                .order_by(cases.c.case_id)
+            )
+        )
+        affected = 0
+        for case_id in (UUID(c) for c in case_ids):
+            case = fold(case_id, await uow.lock_case(case_id))
+            emergency = await in_emergency_mode(uow, case.town_code, case.district_code)
+            changed = change_profile(
+                case,
+                switch,
+                emergency=emergency,
+                region_code=command.region_code,
+                rules=services.rules,
+                now=command.now,
+            )
+            if changed:
+                await commit_new_events(uow, case_id, changed, services.rules)
+                affected += 1
+        view = await _region_mode(uow, command.region_code, level)
+    return RegionModeView(**{**view.__dict__, "cases_affected": affected})
+
+
+async def get_region_mode(services: SupervisionServices, region_code: str) -> RegionModeView:
+    level = _region_level(services, region_code)
+    async with services.database.transaction() as uow:
+        return await _region_mode(uow, region_code, level)
+
+
+def _region_level(services: SupervisionServices, region_code: str) -> str:
+    reference = services.rules.reference
+    if region_code == reference.district.code:
+        return "district"
+    if any(town.code == region_code for town in reference.towns):
+        return "town"
+    raise UnknownRegion(region_code)
+
+
+async def _region_mode(uow: UnitOfWork, region_code: str, level: str) -> RegionModeView:
+    row = (
+        await uow.session.execute(select(region_modes).where(region_modes.c.region_code == region_code))
+    ).one_or_none()
+    if row is None:
+        return RegionModeView(region_code, level, RegionMode.NORMAL, None, None)
+    return RegionModeView(region_code, level, RegionMode(row.mode), row.switched_at, row.switched_by)
+
+
 # --------------------------------------------------------------------------------------- queries
 
 
@@ -236,7 +429,7 @@ async def get_case(services: SupervisionServices, case_id: UUID) -> CaseView:
         view = await session.scalar(select(cases.c.view).where(cases.c.case_id == str(case_id)))
     if view is None:
         raise CaseNotFound(case_id)
-    return CaseView.model_validate_json(view)
+    return CaseView.model_validate_json(view).at(services.clock.now())
 
 
 async def get_timeline(services: SupervisionServices, case_id: UUID) -> Timeline:
@@ -247,6 +440,34 @@ async def get_timeline(services: SupervisionServices, case_id: UUID) -> Timeline
     return timeline(fold(case_id, events), events)
 
 
+async def get_daily_report(
+    services: SupervisionServices, day: date, *, town_code: str | None = None, unit_id: str | None = None
+) -> DailyReport:
+    """The daily report (日报告) for a day in region time, from the events that occurred up to its end."""
+    start = datetime.combine(day, time(0), tzinfo=REGION_TIMEZONE)
+    end = start + timedelta(days=1)
+    log = services.database.tables.case_events
+    touched = select(log.c.case_id).where(log.c.occurred_at >= start, log.c.occurred_at < end).distinct()
+    async with services.database.reading() as session:
+        rows = await session.execute(
+            select(log.c.case_id, log.c.envelope).where(log.c.case_id.in_(touched), log.c.occurred_at < end)
+        )
+        by_case: dict[str, list[Envelope]] = {}
+        for case_id, envelope in rows:
+            by_case.setdefault(case_id, []).append(Envelope.model_validate_json(envelope))
+    folded = []
+    for case_id, events in sorted(by_case.items()):
+        ordered = causal_order(events)
+        folded.append((fold(UUID(case_id), ordered), ordered))
+    ladder = services.rules.reference.escalation_ladder
+    overdue_rung = next((rung.rung for rung in ladder.rungs if rung.at_share >= 1), "overdue")
+    return daily_report(day, start, end, folded, town_code=town_code, unit_id=unit_id, overdue_rung=overdue_rung)
+
+
+def day_is_over(day: date, now: datetime) -> bool:
+    return now >= datetime.combine(day + timedelta(days=1), time(0), tzinfo=REGION_TIMEZONE)
+
+
 async def list_cases(
     services: SupervisionServices,
     *,
@@ -255,6 +476,9 @@ async def list_cases(
     unit_id: str | None = None,
     campaign_id: str | None = None,
     returned_more_than_once: bool | None = None,
+    overdue: bool | None = None,
+    notice: str | None = None,
+    level: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> CasePage:
@@ -272,6 +496,14 @@ async def list_cases(
         conditions.append(cases.c.campaign_ids.contains(f",{campaign_id},", autoescape=True))
     if returned_more_than_once is not None:
         conditions.append(cases.c.returns >= 2 if returned_more_than_once else cases.c.returns < 2)
+    now = services.clock.now()
+    if overdue is not None:
+        is_overdue = cases.c.due_at < now
+        conditions.append(is_overdue if overdue else or_(cases.c.due_at.is_(None), cases.c.due_at >= now))
+    if notice is not None:
+        conditions.append(cases.c.notice_rung == notice)
+    if level is not None:
+        conditions.append(cases.c.notice_level == level)
     async with services.database.reading() as session:
         total = await session.scalar(select(func.count()).select_from(cases).where(*conditions))
         rows = await session.scalars(
@@ -281,5 +513,5 @@ async def list_cases(
             .limit(limit)
             .offset(offset)
         )
-        items = [CaseView.model_validate_json(view) for view in rows]
+        items = [CaseView.model_validate_json(view).at(now) for view in rows]
     return CasePage(items=items, total=int(total or 0), limit=limit, offset=offset)

@@ -1,4 +1,4 @@
-"""supervision's background jobs: the auto-closure timer and the feedback deliveries.
+"""supervision's background jobs: the notice timer, the auto-closure timer and the feedback deliveries.
 
 Each round reads what is due from the projection, then decides case by case in its own
 transaction on the locked, re-folded case, so two rounds (or two replicas) never act twice.
@@ -20,6 +20,7 @@ from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.supervision import FeedbackDelivered, FeedbackFailed
 from caseloop_supervision.adapters.callbacks import post_feedback
 from caseloop_supervision.adapters.tables import cases, feedback_deliveries
+from caseloop_supervision.domain.clocks import due_notices
 from caseloop_supervision.domain.decisions import close_if_evaluation_overdue
 from caseloop_supervision.domain.feedback import attempt_recorded
 from caseloop_supervision.domain.model import FeedbackState, fold
@@ -68,11 +69,40 @@ async def close_cases_not_evaluated_in_time(services: SupervisionServices) -> in
                 case = fold(case_id, await uow.lock_case(case_id))
                 closing = close_if_evaluation_overdue(case, services.clock.now(), services.evaluation_window)
                 if closing:
-                    await commit_new_events(uow, case_id, closing)
+                    await commit_new_events(uow, case_id, closing, services.rules)
                     closed += 1
         except Exception:
             log.exception("auto-closure of case %s failed; the next round tries again", case_id)
     return closed
+
+
+async def issue_due_notices(services: SupervisionServices) -> int:
+    """Issue every escalation notice whose rung a running clock has reached (预警, 超期, 黄牌, 红牌).
+    Returns how many notices were issued."""
+    now = services.clock.now()
+    async with services.database.reading() as session:
+        due = list(
+            await session.scalars(
+                select(cases.c.case_id)
+                .where(cases.c.next_notice_at <= now)
+                .order_by(cases.c.next_notice_at, cases.c.case_id)
+                .limit(BATCH_SIZE)
+            )
+        )
+    issued = 0
+    for case_id in (UUID(c) for c in due):
+        try:
+            async with services.database.transaction() as uow:
+                # Decided on the locked case: a notice already issued (by another round, before a
+                # restart) is in its log, and the ladder issues each rung once per deadline.
+                case = fold(case_id, await uow.lock_case(case_id))
+                notices = due_notices(case, services.rules, services.clock.now())
+                if notices:
+                    await commit_new_events(uow, case_id, notices, services.rules)
+                    issued += len(notices)
+        except Exception:
+            log.exception("notices for case %s failed; the next round tries again", case_id)
+    return issued
 
 
 async def deliver_due_feedback(services: SupervisionServices, http: httpx.AsyncClient) -> int:
@@ -146,5 +176,5 @@ async def _deliver(services: SupervisionServices, http: httpx.AsyncClient, row: 
                 updated_at=now,
             )
         )
-        await commit_new_events(uow, case_id, [recorded])
+        await commit_new_events(uow, case_id, [recorded], services.rules)
     return True
