@@ -438,3 +438,40 @@ async def test_the_service_closes_a_verified_case_nobody_evaluated_once_its_cloc
 
         await eventually(closed)
         assert (await supervision.get(f"/v1/cases/{case_id}")).json()["closure_reason"] == "no_evaluation_in_time"
+
+
+async def test_supervision_commands_answer_404_409_and_422_naming_the_rule_or_the_field(
+    supervision: httpx.AsyncClient, kafka_settings: KafkaSettings
+) -> None:
+    unknown = uuid.uuid4()
+    assert (await supervision.post(f"/v1/cases/{unknown}/urge", json={"by": "s", "note": "n"})).status_code == 404
+    missing_note = await supervision.post(f"/v1/cases/{unknown}/urge", json={"by": "s"})
+    assert missing_note.status_code == 422
+    assert [e["field"] for e in missing_note.json()["errors"]] == ["body.note"]
+
+    events = a_handled_case()
+    case_id = events[0].case_id
+    await publish_to_their_topics(kafka_settings, events)
+    await settled(supervision, events)
+    undecidable = await supervision.post(
+        f"/v1/cases/{case_id}/extension/decision", json={"approved": True, "by": "sup-1"}
+    )
+    assert undecidable.status_code == 409
+    assert undecidable.json()["rule"] == "NoExtensionPending"
+    await supervision.post(f"/v1/cases/{case_id}/verification", json={"passed": True, "by": "sup-1"})
+    await supervision.post(f"/v1/cases/{case_id}/evaluation", json={"rating": "satisfied"})
+    too_late = await supervision.post(f"/v1/cases/{case_id}/urge", json={"by": "sup-1", "note": "快"})
+    assert (too_late.status_code, too_late.json()["rule"]) == (409, "CaseNotOpen")
+
+    body = {"mode": "emergency", "by": "c", "reason": "flood"}
+    assert (await supervision.post("/v1/regions/999999999/mode", json=body)).status_code == 404
+    assert (await supervision.post("/v1/regions/abc/mode", json=body)).status_code == 422
+    wrong_mode = await supervision.post("/v1/regions/330110001/mode", json={**body, "mode": "war"})
+    assert [e["field"] for e in wrong_mode.json()["errors"]] == ["body.mode"]
+    current = (await supervision.get("/v1/regions/330110001/mode")).json()
+    assert (current["mode"], current["region_level"]) == ("normal", "town")
+
+    assert (await supervision.get("/v1/reports/daily")).status_code == 422
+    today = (await supervision.get("/v1/reports/daily", params={"date": "2026-01-01"})).json()
+    assert today["complete"] is True
+    assert (await supervision.get("/v1/cases", params={"level": "galaxy"})).status_code == 422
