@@ -551,3 +551,36 @@ def test_clock_events_arriving_out_of_topic_order_still_start_the_clock_when_the
     assert isinstance(started.payload, DeadlineSet)
     assert started.payload.started_at == assignment.occurred_at
     assert started.payload.clock is ClockKind.ACKNOWLEDGEMENT
+
+
+def test_an_approved_extension_gives_way_to_emergency_mode_and_comes_back_with_the_normal_profile() -> None:
+    story = Story()
+    story.acknowledged_case()  # general: due T0 + 1h + 7 days
+    now = T0 + timedelta(days=2)
+    granted = T0 + timedelta(days=20)
+    story.happen(ExtensionRequested(unit_id="U-1", requested_by="w", reason="r", requested_due_at=granted), now)
+    decision = DecideExtension(approved=True, by="sup", note="", due_at=None, now=now, correlation_id=uuid.uuid4())
+    story.decided(decide_extension(story.case, decision), now)
+
+    def switch(mode: RegionMode, at: datetime) -> None:
+        event = new_event(
+            RegionModeSwitched(
+                region_code="330110001", region_level="town", mode=mode, switched_by="sup", reason="flood"
+            ),
+            case_id=region_stream_id("330110001"),
+            actor=Actor(id="sup", role=ActorRole.SUPERVISOR),
+            occurred_at=at,
+            correlation_id=uuid.uuid4(),
+        )
+        story.emergency = mode is RegionMode.EMERGENCY
+        emergency = story.emergency
+        story.take(change_profile(story.case, event, emergency=emergency, region_code="330110001", rules=RULES,
+                                  now=at), at)  # fmt: skip
+
+    switch(RegionMode.EMERGENCY, now + timedelta(hours=1))
+    handling = story.case.handling_clock
+    assert handling is not None
+    assert handling.due_at == handling.started_at + timedelta(hours=24), "wartime: the emergency profile applies"
+    switch(RegionMode.NORMAL, now + timedelta(hours=2))
+    assert story.case.handling_clock is not None
+    assert story.case.handling_clock.due_at == granted, "back in normal times, the extension stands"

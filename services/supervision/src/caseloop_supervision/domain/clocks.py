@@ -226,12 +226,20 @@ def _resume(clock: CaseClock, acknowledgement: Envelope, now: datetime) -> Envel
 
 
 def _retime(clock: CaseClock, trigger: Envelope, tier: str, profile: str, rules: ClockRules, now: datetime) -> Envelope:
-    """The same clock, counted from its start under another tier or profile (pauses still count)."""
+    """The same clock, counted from its start under another tier or profile (pauses still count).
+
+    An approved extension stands under the normal profile (it is never taken away by a switch to
+    emergency mode and back); in emergency mode the emergency profile's deadline applies.
+    """
     reason = DeadlineReason.PROFILE_CHANGED if clock.sla_profile != profile else DeadlineReason.REJUDGED
     base_due = rules.due(clock.kind, tier, profile, clock.started_at)
+    due_at, allowed = base_due + clock.paused_total, base_due - clock.started_at
+    extension = clock.extension
+    if extension is not None and profile == NORMAL_PROFILE and extension.due_at > due_at:
+        due_at, allowed = extension.due_at, extension.allowed
     payload = replace_deadline(
-        _deadline(clock, reason, due_at=base_due + clock.paused_total, paused=clock.paused_total),
-        allowed_seconds=(base_due - clock.started_at).total_seconds(),
+        _deadline(clock, reason, due_at=due_at, paused=clock.paused_total),
+        allowed_seconds=allowed.total_seconds(),
         sla_tier=tier,
         sla_profile=profile,
     )

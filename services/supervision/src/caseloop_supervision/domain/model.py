@@ -137,6 +137,12 @@ class ClockStop:
 
 
 @dataclass(frozen=True)
+class Extended:
+    due_at: datetime
+    allowed: timedelta
+
+
+@dataclass(frozen=True)
 class CaseClock:
     """One of a case's clocks as its ``case.deadline_set`` / paused / stopped events left it.
 
@@ -162,6 +168,9 @@ class CaseClock:
     stopped: ClockStop | None = None
     #: The rungs reached in this phase.
     rungs_reached: tuple[str, ...] = ()
+    #: The deadline an approved extension granted in this round (moved by later pauses) and its
+    #: yardstick: a re-timing under the normal profile never takes it away.
+    extension: Extended | None = None
 
     @property
     def running(self) -> bool:
@@ -549,8 +558,15 @@ def _with_clock_event(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 deadline_event=event,
             )
         case DeadlineSet() as deadline if clock is not None:
+            extension = clock.extension
+            if deadline.reason is DeadlineReason.EXTENDED:
+                extension = Extended(deadline.due_at, timedelta(seconds=deadline.allowed_seconds))
+            elif extension is not None and deadline.reason is DeadlineReason.RESUMED:
+                pause = timedelta(seconds=deadline.paused_seconds) - clock.paused_total
+                extension = replace(extension, due_at=extension.due_at + pause)
             clock = replace(
                 clock,
+                extension=extension,
                 due_at=deadline.due_at,
                 allowed=timedelta(seconds=deadline.allowed_seconds),
                 paused_total=timedelta(seconds=deadline.paused_seconds),
