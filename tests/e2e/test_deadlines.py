@@ -259,7 +259,18 @@ async def test_emergency_mode_switched_on_midway_holds_open_cases_to_the_emergen
     clock.advance_to(started + timedelta(hours=24 * 2))
     view = await desk.case(case_id, lambda c: len(notices_of(c, "handling")) == 4)
     assert [rung for rung, _, _ in notices_of(view, "handling")] == ["warning", "overdue", "yellow", "red"]
+    levels = [level for _, level, _ in notices_of(view, "handling")]
+    assert levels == ["grid", "village", "town", "district"]
+    wanted = clock.now() + timedelta(hours=12)
+    await desk.dispatch(
+        case_id, "extension", {"unit_id": unit, "by": "handler-1", "reason": "水位未退", "due_at": wanted.isoformat()}
+    )
+    await desk.case(case_id, lambda c: c["extensions"] and c["extensions"][-1]["state"] == "pending")
+    extended = await desk.supervise(case_id, "extension/decision", {"approved": True, "by": "commander-1"})
+    assert at(extended["deadline"]["due_at"]) == wanted
     assert (await desk.close(case_id, unit))["status"] == "closed"
+    [handling] = [c for c in (await desk.case(case_id))["clocks"] if c["clock"] == "handling"]
+    assert (handling["sla_profile"], handling["on_time"]) == ("emergency", True)
 
     back = await client.post(
         f"{api.supervision}/v1/regions/{town.code}/mode", json={"mode": "normal", "by": "commander-1", "reason": "解除"}

@@ -34,9 +34,12 @@ from caseloop_events.contracts.intake import (
 from caseloop_events.contracts.supervision import (
     CLOCK_AND_NOTICE_EVENTS,
     CaseClosed,
+    ClockKind,
     ClosureReason,
     FeedbackFailed,
     Rating,
+    RegionMode,
+    region_stream_id,
 )
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
 from caseloop_events.envelope import Envelope, EventPayload, deterministic_id
@@ -425,3 +428,45 @@ async def test_the_case_list_filters_by_campaign_by_repeated_returns_and_by_any_
     view = await handlers.get_case(services, bounced)
     assert (view.returns, view.unit_id, view.assisting_unit_ids) == (2, "T-1", ["U-9", "U-10"])
     assert view.holder.id == "T-1"
+
+
+async def test_the_notice_timer_issues_each_rung_once_and_a_mode_switch_retimes_open_cases_in_one_transaction(
+    services: SupervisionServices, clock: ManualClock
+) -> None:
+    case_id = uuid.uuid4()
+    acknowledged = a_handled_case()[:4]
+    events = events_of(case_id, *(e.payload for e in acknowledged))
+    await consume(services, *events)
+    view = await handlers.get_case(services, case_id)
+    assert view.deadline is not None
+    assert view.deadline.clock is ClockKind.HANDLING
+    started, due = view.deadline.started_at, view.deadline.due_at
+    assert due - started == timedelta(days=7)
+
+    clock.advance(due - clock.now() + timedelta(minutes=1))  # past the warning and the deadline
+    assert await jobs.issue_due_notices(services) == 2
+    assert await jobs.issue_due_notices(services) == 0, "each rung once"
+    page = await handlers.list_cases(services, overdue=True, notice="overdue", level="village")
+    assert [c.case_id for c in page.items] == [case_id]
+
+    switch = handlers.SwitchRegionMode(
+        region_code="330110001",
+        mode=RegionMode.EMERGENCY,
+        by="commander-1",
+        reason="flood",
+        now=clock.now(),
+        correlation_id=uuid.uuid4(),
+    )
+    switched = await handlers.switch_region_mode(services, switch)
+    assert (switched.mode, switched.cases_affected) == (RegionMode.EMERGENCY, 1)
+    assert (await handlers.switch_region_mode(services, switch)).cases_affected == 0, "already in that mode"
+    view = await handlers.get_case(services, case_id)
+    assert view.sla_profile == "emergency"
+    assert view.deadline is not None
+    assert view.deadline.due_at == started + timedelta(hours=24)
+    assert [n.rung for n in view.notices] == ["warning", "overdue"], "rungs of the phase are not issued again"
+    assert await jobs.issue_due_notices(services) == 2, "yellow and red: 36 and 48 hours are long past"
+    assert (await handlers.get_region_mode(services, "330110001")).mode is RegionMode.EMERGENCY
+    switched_events = await emitted(services, "region.mode_switched")
+    assert len(switched_events) == 1
+    assert switched_events[0].case_id == region_stream_id("330110001")
