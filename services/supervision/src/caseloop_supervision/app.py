@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 import httpx
 from fastapi import FastAPI
 
+from caseloop_events.calendar import WorkingCalendar
 from caseloop_events.clock import Clock, clock_from_environment
 from caseloop_events.envelope import Producer
 from caseloop_events.http import service_app
@@ -21,6 +23,17 @@ from caseloop_supervision.entrypoints.http import case_router, region_router, re
 from caseloop_supervision.service_layer import handlers, jobs
 from caseloop_supervision.service_layer.handlers import SupervisionServices
 
+log = logging.getLogger(__name__)
+
+
+def warn_about_the_calendar(calendar: WorkingCalendar, this_year: int) -> None:
+    """Working-day deadlines need this year's and next year's holidays: say so when they are missing."""
+    for year in (this_year, this_year + 1):
+        if not calendar.covers(year):
+            log.warning("calendar.json has no holidays for %d: working days there count weekends only", year)
+        elif calendar.years[year].provisional:
+            log.warning("calendar.json's %d holidays are provisional (%s)", year, calendar.years[year].source)
+
 
 def create_app(
     settings: SupervisionSettings | None = None,
@@ -34,6 +47,7 @@ def create_app(
     clock = clock or clock_from_environment()
     database = Database(settings.resolved_database_url, runtime_tables, kafka.topic_of(Producer.SUPERVISION), clock)
     reference = load_reference_data(settings.reference_dir or default_reference_dir())
+    warn_about_the_calendar(reference.calendar, clock.now().year)
     services = SupervisionServices(
         database=database,
         clock=clock,

@@ -11,8 +11,10 @@ from contextlib import suppress
 import httpx
 import pytest
 
+from caseloop_events.reference import default_reference_dir, load_reference_data
 from caseloop_events.testing import eventually
 from caseloop_supervision.adapters.callbacks import post_feedback
+from caseloop_supervision.app import warn_about_the_calendar
 from caseloop_supervision.service_layer import jobs
 
 DELIVERY = uuid.uuid4()
@@ -100,3 +102,16 @@ async def test_a_non_2xx_answer_is_not_a_delivery() -> None:
         )
     assert not outcome.delivered
     assert outcome.status_code == 302
+
+
+def test_supervision_warns_at_start_when_the_calendar_lacks_next_year_or_has_it_only_provisionally(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calendar = load_reference_data(default_reference_dir()).calendar
+    with caplog.at_level("WARNING"):
+        warn_about_the_calendar(calendar, 2026)
+    assert [r.getMessage()[:40] for r in caplog.records] == ["calendar.json's 2027 holidays are provis"]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        warn_about_the_calendar(calendar, 2027)
+    assert "no holidays for 2028" in caplog.text
