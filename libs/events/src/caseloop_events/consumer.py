@@ -71,6 +71,10 @@ class EventConsumer:
         self._max_records = max_records
         self._consumer: AIOKafkaConsumer | None = None
         self.processed_total = 0
+        #: Events handed to the handler, and events skipped because their id was processed before
+        #: (a redelivery, a republished topic): together they make ``processed_total``.
+        self.handled_total = 0
+        self.duplicates_total = 0
         self.deadlettered_total = 0
         self.positions: dict[TopicPartition, int] = {}
 
@@ -177,10 +181,15 @@ class EventConsumer:
             attempt += 1
             try:
                 async with self._database.transaction() as uow:
-                    if not await uow.is_processed(event.event_id):
+                    duplicate = await uow.is_processed(event.event_id)
+                    if not duplicate:
                         await self._handle(uow, event, delivery)
                         await uow.mark_processed(event.event_id)
                     await uow.save_checkpoint(self.name, tp.topic, tp.partition, record.offset + 1)
+                if duplicate:
+                    self.duplicates_total += 1
+                else:
+                    self.handled_total += 1
                 break
             except asyncio.CancelledError:
                 raise

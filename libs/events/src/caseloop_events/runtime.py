@@ -18,7 +18,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from caseloop_events.consumer import EventConsumer, EventHandler
-from caseloop_events.envelope import Producer
+from caseloop_events.envelope import Envelope, Producer
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.outbox import OutboxRelay
 from caseloop_events.storage import ping
@@ -75,6 +75,7 @@ class ServiceRuntime:
         kafka: KafkaSettings,
         consumes: tuple[str, ...] = (),
         handle: EventHandler | None = None,
+        keeps: Callable[[Envelope], bool] | None = None,
         background: Mapping[str, Callable[[], Coroutine[Any, Any, None]]] | None = None,
     ) -> None:
         self.name = producer.value
@@ -82,6 +83,8 @@ class ServiceRuntime:
         self.kafka = kafka
         self._consumes = consumes
         self._handle = handle
+        # Which events the handler keeps in the case log (it returns at once on the others).
+        self._keeps = keeps or (lambda _event: True)
         # Timers and deliveries (auto-closure, callbacks...): each a coroutine that loops until cancelled.
         self._background = dict(background or {})
         self.relay: OutboxRelay | None = None
@@ -140,6 +143,22 @@ class ServiceRuntime:
             await producer.stop()
             await self.database.dispose()
 
+    @property
+    def consumes(self) -> tuple[str, ...]:
+        """The topics the service reads (what a replay of its projections reads too)."""
+        return self._consumes
+
+    @property
+    def handle(self) -> EventHandler | None:
+        """The service's event handler, as the consumer calls it (a replay calls it with ``replaying``)."""
+        return self._handle
+
+    @property
+    def keeps(self) -> Callable[[Envelope], bool]:
+        """Whether the handler keeps an event in the case log: a replay records a batch's kept
+        events at once and hands the handler only each case's last one (ADR 0008)."""
+        return self._keeps
+
     async def health(self) -> dict[str, Any]:
         """Status of the database, the relay and the consumer, for ``GET /healthz``."""
         report: dict[str, Any] = {"service": self.name, "status": "ok"}
@@ -160,5 +179,7 @@ class ServiceRuntime:
         if self.consumer is not None:
             report["consumer_lag"] = self.consumer.lag()
             report["processed"] = self.consumer.processed_total
+            report["handled"] = self.consumer.handled_total
+            report["duplicates_skipped"] = self.consumer.duplicates_total
             report["deadlettered"] = self.consumer.deadlettered_total
         return report

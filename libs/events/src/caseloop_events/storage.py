@@ -59,6 +59,18 @@ class RuntimeTables:
     case_events: Table
 
 
+#: The runtime's tables a replay rebuilds: the case log, and which events were processed (not when).
+#: Checkpoints (where each reader stands) and stream versions (how often a case was locked) differ
+#: between a live database and a rebuilt one by nature; the outbox is the event store itself.
+RUNTIME_PROJECTIONS: dict[str, frozenset[str]] = {
+    "case_events": frozenset(),
+    "processed_events": frozenset({"processed_at"}),
+}
+
+#: The runtime table a promotion must carry over from the live database: the service's own events.
+OUTBOX_TABLE = "outbox"
+
+
 def define_runtime_tables(metadata: MetaData) -> RuntimeTables:
     """Add the runtime's tables to a service's metadata (once, where the service defines its own)."""
     outbox = Table(
@@ -172,6 +184,12 @@ def insert_ignoring_duplicates(table: Table, values: dict[str, Any], dialect_nam
     """An INSERT that does nothing when the key exists already."""
     insert = postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
     return insert.values(**values).on_conflict_do_nothing()
+
+
+def insert_many_ignoring_duplicates(table: Table, rows: list[dict[str, Any]], dialect_name: str) -> Any:
+    """One INSERT of many rows that skips the rows whose key exists already."""
+    insert = postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
+    return insert.values(rows).on_conflict_do_nothing()
 
 
 async def ping(session: AsyncSession) -> None:

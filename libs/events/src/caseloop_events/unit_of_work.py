@@ -3,8 +3,9 @@ produced (outbox) and the consumer position (DESIGN.md §3)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import select, update
@@ -19,9 +20,21 @@ from caseloop_events.storage import (
     create_engine,
     create_schema,
     insert_ignoring_duplicates,
+    insert_many_ignoring_duplicates,
     session_factory,
     upsert,
 )
+
+
+def _logged(event: Envelope) -> dict[str, Any]:
+    return {
+        "event_id": str(event.event_id),
+        "case_id": str(event.case_id),
+        "type": event.type,
+        "producer": event.producer.value,
+        "occurred_at": event.occurred_at,
+        "envelope": event.model_dump_json(),
+    }
 
 
 class UnitOfWork:
@@ -59,20 +72,13 @@ class UnitOfWork:
 
     async def record(self, event: Envelope) -> None:
         """Keep an event in the case log (idempotent)."""
-        await self.session.execute(
-            insert_ignoring_duplicates(
-                self.tables.case_events,
-                {
-                    "event_id": str(event.event_id),
-                    "case_id": str(event.case_id),
-                    "type": event.type,
-                    "producer": event.producer.value,
-                    "occurred_at": event.occurred_at,
-                    "envelope": event.model_dump_json(),
-                },
-                self.dialect,
-            )
-        )
+        await self.session.execute(insert_ignoring_duplicates(self.tables.case_events, _logged(event), self.dialect))
+
+    async def record_many(self, events: Sequence[Envelope]) -> None:
+        """Keep many events in the case log with one statement (idempotent): what a replay does."""
+        if events:
+            rows = [_logged(event) for event in events]
+            await self.session.execute(insert_many_ignoring_duplicates(self.tables.case_events, rows, self.dialect))
 
     async def emit(self, *events: Envelope) -> None:
         """Append new events of this service: case log, outbox, and marked processed, so that
@@ -97,6 +103,21 @@ class UnitOfWork:
         table = self.tables.processed_events
         found = await self.session.execute(select(table.c.event_id).where(table.c.event_id == str(event_id)))
         return found.first() is not None
+
+    async def processed_among(self, event_ids: Sequence[UUID]) -> set[UUID]:
+        """Which of these events were processed before."""
+        table = self.tables.processed_events
+        found = await self.session.scalars(
+            select(table.c.event_id).where(table.c.event_id.in_([str(i) for i in event_ids]))
+        )
+        return {UUID(i) for i in found}
+
+    async def mark_processed_many(self, event_ids: Sequence[UUID]) -> None:
+        if event_ids:
+            now = self.clock.now()
+            rows = [{"event_id": str(i), "processed_at": now} for i in event_ids]
+            table = self.tables.processed_events
+            await self.session.execute(insert_many_ignoring_duplicates(table, rows, self.dialect))
 
     async def mark_processed(self, event_id: UUID) -> None:
         await self.session.execute(

@@ -48,6 +48,7 @@ def create_app(
             kafka.topic_of(Producer.SUPERVISION),
         ),
         handle=partial(handlers.handle_event, services),
+        keeps=handlers.keeps,
     )
     return service_app(
         title="caseloop dispatch",

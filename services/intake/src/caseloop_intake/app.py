@@ -34,6 +34,7 @@ def create_app(
         # Supervision's topic tells which cases are closed: a closed case draws no duplicates.
         consumes=(own_topic, kafka.topic_of(Producer.SUPERVISION)),
         handle=handlers.handle_event,
+        keeps=handlers.keeps,
     )
     return service_app(
         title="caseloop intake",

@@ -30,7 +30,7 @@ from caseloop_events.contracts.dispatch import (
 from caseloop_events.contracts.intake import CaseAccepted, CaseLinkedAsDuplicate, CaseLocation
 from caseloop_events.contracts.supervision import CLOCK_AND_NOTICE_EVENTS, FeedbackDelivered, FeedbackFailed
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Envelope, EventPayload, Producer, deterministic_id
+from caseloop_events.envelope import Envelope, EventPayload, Producer, deterministic_id, event_answering
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.testing import causal_chain, eventually, publish, read_events
 from caseloop_supervision.app import create_app
@@ -475,3 +475,113 @@ async def test_supervision_commands_answer_404_409_and_422_naming_the_rule_or_th
     today = (await supervision.get("/v1/reports/daily", params={"date": "2026-01-01"})).json()
     assert today["complete"] is True
     assert (await supervision.get("/v1/cases", params={"level": "galaxy"})).status_code == 422
+
+
+async def timeline_of(client: httpx.AsyncClient, case_id: uuid.UUID, **params: str) -> dict[str, Any]:
+    response = await client.get(f"/v1/cases/{case_id}/timeline", params=params)
+    assert response.status_code == 200, response.text
+    timeline: dict[str, Any] = response.json()
+    return timeline
+
+
+async def test_the_timeline_as_text_has_a_header_then_one_line_per_event_indented_by_its_cause(
+    supervision: httpx.AsyncClient, kafka_settings: KafkaSettings
+) -> None:
+    events = a_handled_case()
+    case_id, accepted = events[0].case_id, events[0].payload
+    assert isinstance(accepted, CaseAccepted)
+    await publish_to_their_topics(kafka_settings, events)
+
+    async def every_event_and_clock_seen() -> bool:
+        response = await supervision.get(f"/v1/cases/{case_id}/timeline")
+        return response.status_code == 200 and len(response.json()["events"]) == len(events) + 4
+
+    await eventually(every_event_and_clock_seen)
+    timeline = await timeline_of(supervision, case_id)
+    response = await supervision.get(f"/v1/cases/{case_id}/timeline", params={"format": "text"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    header, *lines = response.text.splitlines()
+    assert header == f"case {accepted.case_no}  id {case_id}  status result_reported"
+    for entry, line in zip(timeline["events"], lines, strict=False):
+        at = datetime.fromisoformat(entry["occurred_at"]).strftime("%Y-%m-%dT%H:%M:%SZ")
+        indent = "  " * min(entry["depth"], 8)
+        actor = f"{entry['actor']['id']}/{entry['actor']['role']}"
+        assert line.startswith(
+            f"{at}  {indent}{entry['type']}  {entry['producer']}  {actor}  {entry['event_id'][:8]}"
+        ), line
+    assert lines[len(timeline["events"])] == "stages"
+    assert lines[-2].split() == ["verification", "open", "since", lines[-2].split()[-1]]
+    assert lines[-1].startswith("  total")
+    assert [s["stage"] for s in timeline["stages"]] == [
+        "screening", "judgment", "assignment", "acknowledgement", "handling", "verification", "total"
+    ]  # fmt: skip
+
+
+async def test_as_of_a_time_the_case_and_its_timeline_are_as_its_events_had_made_them(
+    supervision: httpx.AsyncClient, kafka_settings: KafkaSettings
+) -> None:
+    # Dated an hour back, so every clock event supervision decides on reading them is later than
+    # all of them: up to the acknowledgement, then the result once the clocks it set are in.
+    payloads = [e.payload for e in a_handled_case()]
+    up_to_acknowledgement = causal_chain(
+        uuid.uuid4(), payloads[:4], datetime.now(UTC) - timedelta(hours=1), timedelta(minutes=10)
+    )
+    case_id, acknowledged = up_to_acknowledgement[0].case_id, up_to_acknowledgement[-1]
+    await publish_to_their_topics(kafka_settings, up_to_acknowledgement)
+
+    async def handling_clock_set() -> bool:
+        response = await supervision.get(f"/v1/cases/{case_id}/timeline")
+        return response.status_code == 200 and any(
+            e["type"] == "case.deadline_set" and e["payload"]["clock"] == "handling" for e in response.json()["events"]
+        )
+
+    await eventually(handling_clock_set)
+    midway = datetime.now(UTC)
+    result = event_answering(
+        acknowledged,
+        payloads[4],
+        actor=acknowledged.actor,
+        occurred_at=midway + timedelta(seconds=1),
+        correlation_id=uuid.uuid4(),
+    )
+    await publish_to_their_topics(kafka_settings, [result])
+    await settled(supervision, [result])
+
+    then = await timeline_of(supervision, case_id, as_of=midway.isoformat())
+    assert then["status"] == "acknowledged"
+    assert all(datetime.fromisoformat(e["occurred_at"]) <= midway for e in then["events"])
+    assert [e["type"] for e in then["events"] if e["type"] not in CLOCK_TYPES] == [
+        "case.accepted", "case.judged", "case.assigned", "case.acknowledged"
+    ]  # fmt: skip
+    now = await timeline_of(supervision, case_id)
+    assert now["status"] == "result_reported"
+    assert [e["event_id"] for e in now["events"] if datetime.fromisoformat(e["occurred_at"]) <= midway] == [
+        e["event_id"] for e in then["events"]
+    ]
+
+    view = (await supervision.get(f"/v1/cases/{case_id}", params={"as_of": midway.isoformat()})).json()
+    assert (view["status"], view["event_count"], view["result_summary"]) == ("acknowledged", len(then["events"]), None)
+    deadline = view["deadline"]
+    assert (deadline["clock"], deadline["counting"]) == ("handling", True)
+    time_left = (datetime.fromisoformat(deadline["due_at"]) - midway).total_seconds()
+    assert deadline["time_left_seconds"] == pytest.approx(time_left, abs=0.001)
+    assert (await supervision.get(f"/v1/cases/{case_id}")).json()["status"] == "result_reported"
+
+
+async def test_as_of_before_a_case_began_is_404_and_a_time_that_is_not_one_422_naming_it(
+    supervision: httpx.AsyncClient, kafka_settings: KafkaSettings
+) -> None:
+    events = a_handled_case()
+    case_id = events[0].case_id
+    await publish_to_their_topics(kafka_settings, events)
+    await settled(supervision, events)
+    before = (events[0].occurred_at - timedelta(seconds=1)).isoformat()
+    for path in (f"/v1/cases/{case_id}", f"/v1/cases/{case_id}/timeline"):
+        assert (await supervision.get(path, params={"as_of": before})).status_code == 404, path
+        for bad in ("not-a-time", "2026-11-27T09:00:00"):  # the second has no offset: which zone is it in?
+            response = await supervision.get(path, params={"as_of": bad})
+            assert response.status_code == 422, (path, bad)
+            assert [e["field"] for e in response.json()["errors"]] == ["query.as_of"]
+    wrong_format = await supervision.get(f"/v1/cases/{case_id}/timeline", params={"format": "xml"})
+    assert [e["field"] for e in wrong_format.json()["errors"]] == ["query.format"]

@@ -42,6 +42,7 @@ def create_app(
         # Supervision's topic tells which cases are closed: a closed case is not judged again.
         consumes=(kafka.topic_of(Producer.INTAKE), own_topic, kafka.topic_of(Producer.SUPERVISION)),
         handle=partial(handlers.handle_event, services),
+        keeps=handlers.keeps,
     )
     return service_app(
         title="caseloop triage",

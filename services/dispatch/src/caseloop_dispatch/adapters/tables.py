@@ -2,7 +2,7 @@
 
 from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, Text
 
-from caseloop_events.storage import UtcDateTime, define_runtime_tables
+from caseloop_events.storage import RUNTIME_PROJECTIONS, UtcDateTime, define_runtime_tables
 
 metadata = MetaData()
 
@@ -39,3 +39,10 @@ assignments = Table(
 Index("ix_assignments_unit_inbox", assignments.c.unit_id, assignments.c.assigned_at)
 
 runtime_tables = define_runtime_tables(metadata)
+
+#: The tables a replay rebuilds from the log, each with the columns that may differ from the live
+#: database without the projection being wrong (ADR 0008).
+PROJECTIONS: dict[str, frozenset[str]] = {"assignments": frozenset(), **RUNTIME_PROJECTIONS}
+
+#: Tables no replay can rebuild, carried over by a promotion with the outbox.
+OPERATIONAL_TABLES: tuple[str, ...] = ()

@@ -119,10 +119,15 @@ async def assign_units_jointly(
     )
 
 
+def keeps(event: Envelope) -> bool:
+    """supervision's clocks and notices change nothing dispatch decides: it does not keep them."""
+    return not isinstance(event.payload, CLOCK_AND_NOTICE_EVENTS)
+
+
 async def handle_event(services: DispatchServices, uow: UnitOfWork, event: Envelope, delivery: Delivery) -> None:
     """Any event of a case: fold it in, take the assignment decision its state calls for, project."""
-    if isinstance(event.payload, CLOCK_AND_NOTICE_EVENTS):
-        return  # supervision's clocks and notices change nothing dispatch decides
+    if not keeps(event):
+        return
     history = await uow.lock_case(event.case_id)
     await uow.record(event)
     events = causal_order([*history, event])

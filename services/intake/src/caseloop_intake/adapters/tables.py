@@ -2,7 +2,7 @@
 
 from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text, UniqueConstraint
 
-from caseloop_events.storage import UtcDateTime, define_runtime_tables
+from caseloop_events.storage import RUNTIME_PROJECTIONS, UtcDateTime, define_runtime_tables
 
 metadata = MetaData()
 
@@ -42,3 +42,11 @@ case_number_counter = Table(
 )
 
 runtime_tables = define_runtime_tables(metadata)
+
+#: The tables a replay rebuilds from the log, each with the columns that may differ from the live
+#: database without the projection being wrong (ADR 0008).
+PROJECTIONS: dict[str, frozenset[str]] = {"cases": frozenset(), **RUNTIME_PROJECTIONS}
+
+#: Tables no replay can rebuild — the case-number counter, advanced by commands — carried over
+#: by a promotion, with the outbox.
+OPERATIONAL_TABLES: tuple[str, ...] = ("case_number_counter",)

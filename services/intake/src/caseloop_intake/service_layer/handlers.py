@@ -43,6 +43,11 @@ from caseloop_intake.domain.screening import ScreeningRules
 SUPERVISION_EVENTS_KEPT = (CaseClosed, CaseReopened)
 
 
+def keeps(event: Envelope) -> bool:
+    """Of supervision's events, only closures and reopenings matter here."""
+    return event.producer is not Producer.SUPERVISION or isinstance(event.payload, SUPERVISION_EVENTS_KEPT)
+
+
 @dataclass(frozen=True)
 class IntakeServices:
     """What the handlers need; built once, in app.py."""
@@ -138,7 +143,7 @@ async def get_case(services: IntakeServices, case_id: UUID) -> IntakeCase:
 
 async def handle_event(uow: UnitOfWork, event: Envelope, _delivery: Delivery) -> None:
     """Its own topic rebuilds the case list on replay; supervision's tells which cases are closed."""
-    if event.producer is Producer.SUPERVISION and not isinstance(event.payload, SUPERVISION_EVENTS_KEPT):
+    if not keeps(event):
         return
     await uow.lock_case(event.case_id)
     await uow.record(event)

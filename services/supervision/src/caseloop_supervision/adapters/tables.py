@@ -3,7 +3,7 @@
 
 from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, Text
 
-from caseloop_events.storage import UtcDateTime, define_runtime_tables
+from caseloop_events.storage import RUNTIME_PROJECTIONS, UtcDateTime, define_runtime_tables
 
 metadata = MetaData()
 
@@ -89,3 +89,17 @@ region_modes = Table(
 )
 
 runtime_tables = define_runtime_tables(metadata)
+
+#: The tables a replay rebuilds from the log, each with the columns that may differ from the live
+#: database without the projection being wrong (ADR 0008).
+PROJECTIONS: dict[str, frozenset[str]] = {
+    "cases": frozenset(),
+    # When the link was last written (the clock at that moment), not a fact of the log.
+    "case_links": frozenset({"updated_at"}),
+    "region_modes": frozenset(),
+    **RUNTIME_PROJECTIONS,
+}
+
+#: Tables no replay can rebuild — the feedback deliveries, queued when supervision emits and never
+#: from reading the log — carried over by a promotion, with the outbox.
+OPERATIONAL_TABLES: tuple[str, ...] = ("feedback_deliveries",)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import PlainTextResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.supervision import Rating, RegionMode
 from caseloop_events.http import CorrelationId, PageOffset, RequestBody
 from caseloop_events.reference import HandlingLevel
+from caseloop_events.timeline import CaseTimeline, render_text
 from caseloop_supervision.domain.clocks import DecideExtension, UrgeCase
 from caseloop_supervision.domain.decisions import EvaluateHandling, VerifyResult
 from caseloop_supervision.service_layer import handlers
 from caseloop_supervision.service_layer.handlers import SupervisionServices, SwitchRegionMode
-from caseloop_supervision.service_layer.views import CasePage, CaseView, Timeline
+from caseloop_supervision.service_layer.views import CasePage, CaseView
 
 
 def get_services(request: Request) -> SupervisionServices:
@@ -135,16 +138,53 @@ async def list_cases(
     )
 
 
+AsOf = Annotated[
+    AwareDatetime | None,
+    Query(
+        description="a time with its offset (e.g. 2026-11-27T09:30:00+08:00): the case as its events up to then "
+        "made it; 404 when it had none by then"
+    ),
+]
+
+
+class TimelineFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
 @router.get("/{case_id}", response_model=CaseView)
-async def read_case(case_id: UUID, services: Services) -> CaseView:
-    """Where the case stands, who holds it, how it got there, and where its feedback stands."""
-    return await handlers.get_case(services, case_id)
+async def read_case(case_id: UUID, services: Services, as_of: AsOf = None) -> CaseView:
+    """Where the case stands, who holds it, how it got there, and where its feedback stands.
+
+    With ``as_of``: the case folded from its events up to that time, its clocks' time left or overdue
+    as they stood then (feedback queued but not yet attempted is not shown: no event records it).
+    """
+    return await handlers.get_case(services, case_id, as_of)
 
 
-@router.get("/{case_id}/timeline", response_model=Timeline)
-async def read_timeline(case_id: UUID, services: Services) -> Timeline:
-    """Every event of the case in causal order, with who acted and what caused each."""
-    return await handlers.get_timeline(services, case_id)
+@router.get(
+    "/{case_id}/timeline",
+    response_model=CaseTimeline,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+async def read_timeline(
+    case_id: UUID,
+    services: Services,
+    output: Annotated[
+        TimelineFormat,
+        Query(alias="format", description="json (the default), or text: one line per event, for a terminal"),
+    ] = TimelineFormat.JSON,
+    as_of: AsOf = None,
+) -> CaseTimeline | PlainTextResponse:
+    """Every event of the case in causal order: who acted, what caused each and how deep in the chain it
+    sits; the status they lead to and how long each stage took in its latest round.
+
+    ``format=text`` answers the same as plain text; ``as_of`` keeps the events that occurred by then.
+    """
+    timeline = await handlers.get_timeline(services, case_id, as_of)
+    if output is TimelineFormat.TEXT:
+        return PlainTextResponse(render_text(timeline))
+    return timeline
 
 
 @router.post("/{case_id}/verification", response_model=CaseView)

@@ -19,6 +19,7 @@ from caseloop_events.contracts.supervision import CaseClosed, RegionMode, Region
 from caseloop_events.envelope import Actor, ActorRole, Envelope, new_event
 from caseloop_events.errors import CaseNotFound, NotFound
 from caseloop_events.storage import insert_ignoring_duplicates, upsert
+from caseloop_events.timeline import CaseTimeline, build_timeline
 from caseloop_events.unit_of_work import Database, UnitOfWork
 from caseloop_supervision.adapters.tables import case_links, cases, feedback_deliveries, region_modes
 from caseloop_supervision.domain.clocks import (
@@ -42,7 +43,7 @@ from caseloop_supervision.domain.decisions import (
 from caseloop_supervision.domain.feedback import FeedbackPolicy, FeedbackRequest, feedback_for
 from caseloop_supervision.domain.model import Feedback, FeedbackState, SupervisedCase, fold
 from caseloop_supervision.domain.report import DailyReport, daily_report
-from caseloop_supervision.service_layer.views import CasePage, CaseView, Timeline, case_view, timeline
+from caseloop_supervision.service_layer.views import CasePage, CaseView, case_view
 
 
 @dataclass(frozen=True)
@@ -424,7 +425,12 @@ async def _region_mode(uow: UnitOfWork, region_code: str, level: str) -> RegionM
 # --------------------------------------------------------------------------------------- queries
 
 
-async def get_case(services: SupervisionServices, case_id: UUID) -> CaseView:
+async def get_case(services: SupervisionServices, case_id: UUID, as_of: datetime | None = None) -> CaseView:
+    """The case as it stands now, or as its events had made it at ``as_of``, its clocks read then."""
+    if as_of is not None:
+        case = fold(case_id, await _events_as_of(services, case_id, as_of))
+        # Queued feedback is left out: no event tells when it was queued.
+        return case_view(case, services.rules.reference.escalation_ladder).at(as_of)
     async with services.database.reading() as session:
         view = await session.scalar(select(cases.c.view).where(cases.c.case_id == str(case_id)))
     if view is None:
@@ -432,12 +438,20 @@ async def get_case(services: SupervisionServices, case_id: UUID) -> CaseView:
     return CaseView.model_validate_json(view).at(services.clock.now())
 
 
-async def get_timeline(services: SupervisionServices, case_id: UUID) -> Timeline:
+async def get_timeline(services: SupervisionServices, case_id: UUID, as_of: datetime | None = None) -> CaseTimeline:
+    """The case's events in causal order with their causes and stages; up to ``as_of`` when given."""
+    return build_timeline(case_id, await _events_as_of(services, case_id, as_of))
+
+
+async def _events_as_of(services: SupervisionServices, case_id: UUID, as_of: datetime | None) -> list[Envelope]:
+    """The case's recorded events in causal order, those that occurred by ``as_of``; none is 404."""
     async with services.database.transaction() as uow:
         events = await uow.case_events(case_id)
+    if as_of is not None:
+        events = [e for e in events if e.occurred_at <= as_of]
     if not events:
         raise CaseNotFound(case_id)
-    return timeline(fold(case_id, events), events)
+    return events
 
 
 async def get_daily_report(

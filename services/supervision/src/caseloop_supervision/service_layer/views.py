@@ -1,10 +1,10 @@
-"""The read models supervision answers queries with."""
+"""The read models supervision answers queries with (a case's timeline is ``caseloop_events.timeline``'s,
+shared with the operators' command line)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -14,7 +14,6 @@ from caseloop_events.contracts.dispatch import AssignmentRoute
 from caseloop_events.contracts.intake import RejectionReason
 from caseloop_events.contracts.supervision import ClockKind, ClosureReason, Rating
 from caseloop_events.contracts.triage import JudgedBy
-from caseloop_events.envelope import Actor, Envelope
 from caseloop_events.reference import EscalationLadder
 from caseloop_supervision.domain.model import (
     CaseClock,
@@ -198,27 +197,6 @@ class CasePage(BaseModel):
     offset: int
 
 
-class TimelineEntry(BaseModel):
-    event_id: UUID
-    type: str
-    schema_version: int
-    occurred_at: datetime
-    producer: str
-    actor: Actor
-    correlation_id: UUID
-    causation_id: UUID | None
-    payload: dict[str, Any]
-
-
-class Timeline(BaseModel):
-    """Every event of a case, in causal order."""
-
-    case_id: UUID
-    case_no: str | None
-    status: CaseStatus | None
-    events: list[TimelineEntry]
-
-
 def case_view(case: SupervisedCase, ladder: EscalationLadder, queued_feedback: Iterable[Feedback] = ()) -> CaseView:
     """The case's view; ``queued_feedback`` are deliveries not yet attempted (no event says so yet)."""
     holder = case.holder
@@ -371,25 +349,3 @@ def _notice_view(notice: Notice | None) -> NoticeView | None:
 
 def _ref(ref: CaseRef | None) -> CaseRefView | None:
     return None if ref is None else CaseRefView(case_id=ref.case_id, case_no=ref.case_no)
-
-
-def timeline(case: SupervisedCase, events: list[Envelope]) -> Timeline:
-    return Timeline(
-        case_id=case.case_id,
-        case_no=case.case_no,
-        status=case.status,
-        events=[
-            TimelineEntry(
-                event_id=e.event_id,
-                type=e.type,
-                schema_version=e.schema_version,
-                occurred_at=e.occurred_at,
-                producer=e.producer.value,
-                actor=e.actor,
-                correlation_id=e.correlation_id,
-                causation_id=e.causation_id,
-                payload=e.payload.model_dump(mode="json"),
-            )
-            for e in events
-        ],
-    )

@@ -2,7 +2,7 @@
 
 from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
 
-from caseloop_events.storage import UtcDateTime, define_runtime_tables
+from caseloop_events.storage import RUNTIME_PROJECTIONS, UtcDateTime, define_runtime_tables
 
 metadata = MetaData()
 
@@ -43,3 +43,14 @@ review_queue = Table(
 Index("ix_review_queue_oldest_first", review_queue.c.queued_at, review_queue.c.case_id)
 
 runtime_tables = define_runtime_tables(metadata)
+
+#: The tables a replay rebuilds from the log, each with the columns that may differ from the live
+#: database without the projection being wrong (ADR 0008).
+PROJECTIONS: dict[str, frozenset[str]] = {
+    "judgments": frozenset(),
+    "review_queue": frozenset(),
+    **RUNTIME_PROJECTIONS,
+}
+
+#: Tables no replay can rebuild, carried over by a promotion with the outbox.
+OPERATIONAL_TABLES: tuple[str, ...] = ()

@@ -33,6 +33,11 @@ from caseloop_triage.domain.model import (
 SUPERVISION_EVENTS_KEPT = (CaseClosed, CaseReopened)
 
 
+def keeps(event: Envelope) -> bool:
+    """Of supervision's events, only closures and reopenings matter here."""
+    return event.producer is not Producer.SUPERVISION or isinstance(event.payload, SUPERVISION_EVENTS_KEPT)
+
+
 @dataclass(frozen=True)
 class TriageServices:
     """What the handlers need; built once, in app.py."""
@@ -46,7 +51,7 @@ class TriageServices:
 async def handle_event(services: TriageServices, uow: UnitOfWork, event: Envelope, delivery: Delivery) -> None:
     """Record an event of the case; an accepted case not yet judged is judged by the rules (or queued
     for an officer when they are not confident)."""
-    if event.producer is Producer.SUPERVISION and not isinstance(event.payload, SUPERVISION_EVENTS_KEPT):
+    if not keeps(event):
         return
     history = await uow.lock_case(event.case_id)
     await uow.record(event)

@@ -1,0 +1,137 @@
+"""Reading caseloop's topics straight from the broker, with no service running."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from uuid import UUID
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+
+from caseloop_events.envelope import Envelope
+
+#: A position to read from or to: an offset (the same on every partition), a time, or the end.
+Position = int | datetime | None
+
+Progress = Callable[[str], None]
+
+
+class BrokerUnreachable(RuntimeError):
+    def __init__(self, bootstrap_servers: str, error: BaseException) -> None:
+        super().__init__(f"cannot reach the Kafka broker at {bootstrap_servers}: {error}")
+
+
+@asynccontextmanager
+async def log_reader(bootstrap_servers: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer with no group and no commits: it reads, and leaves no trace on the broker."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        client_id="caseloop-operator",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        request_timeout_ms=15000,
+    )
+    try:
+        await consumer.start()
+    except (KafkaConnectionError, KafkaError, OSError) as error:
+        await consumer.stop()
+        raise BrokerUnreachable(bootstrap_servers, error) from error
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of the topics (a topic the broker does not have has none)."""
+    await consumer._client.force_metadata_update()
+    return [TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
+async def resolve_offsets(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], position: Position, *, default_end: bool
+) -> dict[TopicPartition, int]:
+    """Each partition's offset for ``position``: an offset as given (within the log), the first record
+    at or after a time, or the log's start (``default_end=False``) or end (``default_end=True``)."""
+    ends = await consumer.end_offsets(partitions) if partitions else {}
+    starts = await consumer.beginning_offsets(partitions) if partitions else {}
+    if position is None:
+        return dict(ends) if default_end else dict(starts)
+    if isinstance(position, int):
+        return {tp: min(max(position, starts[tp]), ends[tp]) for tp in partitions}
+    stamp = int(position.timestamp() * 1000)
+    found = await consumer.offsets_for_times(dict.fromkeys(partitions, stamp))
+    return {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in partitions}
+
+
+async def read_range(
+    consumer: AIOKafkaConsumer,
+    start: dict[TopicPartition, int],
+    end: dict[TopicPartition, int],
+    *,
+    batch_size: int = 1000,
+) -> AsyncIterator[list[tuple[TopicPartition, ConsumerRecord[bytes, bytes]]]]:
+    """Batches of records from ``start`` up to (not including) ``end``, partition by partition order kept."""
+    pending = {tp for tp in start if start[tp] < end[tp]}
+    if not pending:
+        return
+    consumer.assign(sorted(pending))
+    for tp in pending:
+        consumer.seek(tp, start[tp])
+    idle_since = time.monotonic()
+    while pending:
+        fetched = await consumer.getmany(timeout_ms=1000, max_records=batch_size)
+        batch = [(tp, r) for tp, records in fetched.items() for r in records if r.offset < end[tp]]
+        for tp in list(pending):
+            if await consumer.position(tp) >= end[tp]:
+                pending.discard(tp)
+        if batch:
+            idle_since = time.monotonic()
+            # No fetching while the caller works on the batch: the fetcher would otherwise poll the
+            # broker in a loop and take the CPU from the work.
+            assigned = list(consumer.assignment())
+            consumer.pause(*assigned)
+            try:
+                yield batch
+            finally:
+                consumer.resume(*assigned)
+        elif time.monotonic() - idle_since > 30:
+            missing = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(pending))
+            raise RuntimeError(f"the broker sends nothing more for {missing} although its end is further on")
+
+
+def partition_of_case(case_id: UUID, partitions: int) -> int:
+    """The partition a producer sends a case's events to (key: the case id; Kafka's default partitioner)."""
+    key = str(case_id).encode()
+    chosen: int = DefaultPartitioner()(key, list(range(partitions)), list(range(partitions)))
+    return chosen
+
+
+async def case_events_from_topics(
+    bootstrap_servers: str, topics: Iterable[str], case_id: UUID, progress: Progress | None = None
+) -> list[Envelope]:
+    """Every event of one case on the topics: only the partition its key goes to is read."""
+    key = str(case_id).encode()
+    events: list[Envelope] = []
+    async with log_reader(bootstrap_servers) as consumer:
+        all_partitions = await partitions_of(consumer, topics)
+        by_topic: dict[str, list[TopicPartition]] = {}
+        for tp in all_partitions:
+            by_topic.setdefault(tp.topic, []).append(tp)
+        chosen = [tps[partition_of_case(case_id, len(tps))] for tps in by_topic.values()]
+        start = await resolve_offsets(consumer, chosen, None, default_end=False)
+        end = await resolve_offsets(consumer, chosen, None, default_end=True)
+        total, read = sum(end[tp] - start[tp] for tp in chosen), 0
+        async for batch in read_range(consumer, start, end):
+            read += len(batch)
+            for _tp, record in batch:
+                if record.key == key and record.value:
+                    events.append(Envelope.model_validate_json(record.value))
+            if progress is not None:
+                progress(f"read {read:,} of {total:,} records")
+    return events
