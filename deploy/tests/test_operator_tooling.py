@@ -1,0 +1,195 @@
+"""The operator tooling's parts on a real broker and real databases (SQLite and PostgreSQL):
+replay in bulk, diff, carry-over and swap of a shadow, republish of a lost topic."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert, select, update
+
+from caseloop_deploy.compare import DifferenceKind, compare_projections
+from caseloop_deploy.databases import connected, copy_tables, drop_database, recreate_database, sibling_url, swap_in
+from caseloop_deploy.logread import case_events_from_topics
+from caseloop_deploy.replay import replay_service
+from caseloop_deploy.republish import republish_service
+from caseloop_deploy.services import ServiceSpec, service_spec
+from caseloop_events.contracts.common import HandlingLevel, SlaTierName
+from caseloop_events.contracts.dispatch import AssignmentRoute, CaseAcknowledged, CaseAssigned
+from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
+from caseloop_events.contracts.triage import CaseJudged, JudgedBy
+from caseloop_events.envelope import Envelope, EventPayload, Producer
+from caseloop_events.kafka import KafkaSettings
+from caseloop_events.testing import causal_chain, publish
+from caseloop_events.topics import ensure_topics
+
+DISPATCH = service_spec("dispatch")
+LOCATION = CaseLocation(
+    grid_code="3301100010010101", village_code="330110001001", town_code="330110001", district_code="330110"
+)
+
+
+def an_acknowledged_case() -> list[Envelope]:
+    payloads: list[EventPayload] = [
+        CaseAccepted(
+            case_no=f"CL{uuid.uuid4().int % 10**9:09d}",
+            source_system="hotline-12345",
+            external_id=str(uuid.uuid4()),
+            title="路灯不亮",
+            description="整条路的路灯都不亮",
+            location=LOCATION,
+            accepted_at=datetime.now(UTC),
+        ),
+        CaseJudged(
+            category="streetlight",
+            risk_level=4,
+            handling_level=HandlingLevel.TOWN,
+            sla_tier=SlaTierName.GENERAL,
+            judged_by=JudgedBy.RULES,
+            confidence=0.8,
+        ),
+        CaseAssigned(
+            unit_id="U-X",
+            unit_name="路灯所",
+            town_code="330110001",
+            route=AssignmentRoute.RESPONSIBILITY_LIST,
+            reason="r",
+        ),
+        CaseAcknowledged(unit_id="U-X", acknowledged_by="h"),
+    ]
+    return causal_chain(uuid.uuid4(), payloads, datetime.now(UTC) - timedelta(hours=1), timedelta(minutes=1))
+
+
+async def publish_all(kafka: KafkaSettings, events: list[Envelope]) -> None:
+    for event in events:
+        await publish(kafka.kafka_bootstrap_servers, kafka.topic_of(event.producer), event)
+
+
+@pytest.fixture
+async def shadow(database_url: str) -> AsyncIterator[str]:
+    url = sibling_url(database_url, "shadow")
+    await recreate_database(url)
+    try:
+        yield url
+    finally:
+        await drop_database(url)
+
+
+async def test_a_replay_rebuilds_the_projection_in_bulk_and_a_second_replay_skips_what_it_processed(
+    kafka_settings: KafkaSettings, database_url: str
+) -> None:
+    cases = [an_acknowledged_case() for _ in range(5)]
+    for events in cases:
+        await publish_all(kafka_settings, events)
+
+    first = await replay_service(DISPATCH, kafka_settings, database_url, batch_size=7)
+    assert (first.records, first.handled, first.duplicates, first.skipped) == (20, 20, 0, [])
+    assert first.events_per_second > 0
+    again = await replay_service(DISPATCH, kafka_settings, database_url)
+    assert (again.records, again.handled, again.duplicates) == (20, 0, 20)
+
+    assignments = DISPATCH.metadata.tables["assignments"]
+    async with connected(database_url) as db:
+        rows = (await db.execute(select(assignments.c.case_id, assignments.c.status))).all()
+        emitted = (await db.execute(select(DISPATCH.metadata.tables["outbox"]))).all()
+    assert sorted(rows) == sorted((str(events[0].case_id), "acknowledged") for events in cases)
+    assert emitted == [], "a replay decides nothing: no assignment of its own, nothing in the outbox"
+
+
+async def test_a_replay_up_to_an_offset_stops_there(kafka_settings: KafkaSettings, database_url: str) -> None:
+    await publish_all(kafka_settings, an_acknowledged_case())
+    partial = await replay_service(DISPATCH, kafka_settings, database_url, stop=0)
+    assert partial.records == 0
+
+
+async def test_diff_finds_a_changed_a_missing_and_an_extra_row(
+    kafka_settings: KafkaSettings, database_url: str, shadow: str
+) -> None:
+    for _ in range(3):
+        await publish_all(kafka_settings, an_acknowledged_case())
+    await replay_service(DISPATCH, kafka_settings, database_url)
+    await replay_service(DISPATCH, kafka_settings, shadow)
+    assert await compare_projections(DISPATCH, database_url, shadow) == []
+
+    assignments = DISPATCH.metadata.tables["assignments"]
+    async with connected(database_url) as live:
+        case_ids = sorted((await live.scalars(select(assignments.c.case_id))).all())
+        await live.execute(update(assignments).where(assignments.c.case_id == case_ids[0]).values(unit_id="U-BAD"))
+        await live.execute(assignments.delete().where(assignments.c.case_id == case_ids[1]))
+        await live.commit()
+    async with connected(shadow) as db:
+        events = DISPATCH.metadata.tables["processed_events"]
+        await db.execute(insert(events).values(event_id=str(uuid.uuid4()), processed_at=datetime.now(UTC)))
+        await db.commit()
+
+    found = {(d.table, d.kind) for d in await compare_projections(DISPATCH, database_url, shadow)}
+    assert found == {
+        ("assignments", DifferenceKind.DIFFERS),
+        ("assignments", DifferenceKind.ONLY_IN_SHADOW),
+        ("processed_events", DifferenceKind.ONLY_IN_SHADOW),
+    }
+    differences = await compare_projections(DISPATCH, database_url, shadow)
+    [changed] = [d for d in differences if d.kind is DifferenceKind.DIFFERS]
+    assert changed.key == {"case_id": case_ids[0]}
+    assert changed.columns == {"unit_id": ("U-BAD", "U-X")}
+
+
+async def test_a_promotion_carries_the_outbox_over_and_swaps_the_databases(database_url: str, shadow: str) -> None:
+    spec: ServiceSpec = DISPATCH
+    for url in (database_url, shadow):
+        runtime = spec.runtime(url, KafkaSettings())
+        await runtime.database.create_schema()
+        await runtime.database.dispose()
+    outbox = spec.metadata.tables["outbox"]
+    row = {
+        "event_id": str(uuid.uuid4()),
+        "case_id": str(uuid.uuid4()),
+        "type": "case.assigned",
+        "topic": "caseloop.dispatch.v1",
+        "envelope": "{}",
+        "created_at": datetime.now(UTC),
+    }
+    async with connected(database_url) as live:
+        await live.execute(insert(outbox).values(**row))
+        await live.commit()
+
+    copied = await copy_tables(database_url, shadow, spec.metadata, spec.carried_over)
+    assert copied == {"outbox": 1}
+    kept = await swap_in(shadow, database_url)
+    try:
+        async with connected(database_url) as promoted:
+            assert (await promoted.scalars(select(outbox.c.event_id))).all() == [row["event_id"]]
+        async with connected(kept) as old:
+            assert (await old.scalars(select(outbox.c.event_id))).all() == [row["event_id"]]
+    finally:
+        await drop_database(kept)
+
+
+async def test_republish_sends_only_what_the_topic_lacks_and_a_second_run_sends_nothing(
+    kafka_settings: KafkaSettings, database_url: str
+) -> None:
+    spec = DISPATCH
+    runtime = spec.runtime(database_url, kafka_settings)
+    await runtime.database.create_schema()
+    events = [e for e in an_acknowledged_case() if e.producer is Producer.DISPATCH]
+    async with runtime.database.transaction() as uow:
+        await uow.emit(*events)
+    await runtime.database.dispose()
+    # The topics as the services create them at start, then one of the two events on the topic.
+    await ensure_topics(
+        kafka_settings.kafka_bootstrap_servers,
+        kafka_settings.caseloop_topic_partitions,
+        kafka_settings.caseloop_topic_replication,
+        kafka_settings.all_topics,
+    )
+    await publish(kafka_settings.kafka_bootstrap_servers, kafka_settings.topic_of(Producer.DISPATCH), events[0])
+
+    first = await republish_service(spec, kafka_settings, database_url)
+    assert (first.in_outbox, first.already_on_topic, first.published) == (2, 1, 1)
+    second = await republish_service(spec, kafka_settings, database_url)
+    assert (second.already_on_topic, second.published) == (2, 0)
+    topics = [kafka_settings.topic_of(Producer.DISPATCH)]
+    on_topic = await case_events_from_topics(kafka_settings.kafka_bootstrap_servers, topics, events[0].case_id)
+    assert [e.event_id for e in on_topic] == [e.event_id for e in events]
