@@ -182,7 +182,10 @@ def lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lived]:
 
 async def _live(lived: Lived) -> None:
     api = Endpoints.of(lived.stack)
-    async with httpx.AsyncClient(timeout=30.0) as client:
+    # Idle connections dropped before uvicorn's 5 s keep-alive ends them: otherwise a request can
+    # meet a connection the server is closing ("Server disconnected without sending a response").
+    limits = httpx.Limits(keepalive_expiry=2.0)
+    async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
         driver = Driver(client, api)
         grids = await grid_codes(client, api, CASES)
         limit = asyncio.Semaphore(10)

@@ -26,6 +26,12 @@ from caseloop_events.storage import (
 )
 
 
+async def _case_events(session: AsyncSession, tables: RuntimeTables, case_id: UUID) -> list[Envelope]:
+    log = tables.case_events
+    rows = await session.execute(select(log.c.envelope).where(log.c.case_id == str(case_id)))
+    return causal_order(Envelope.model_validate_json(row) for (row,) in rows)
+
+
 def _logged(event: Envelope) -> dict[str, Any]:
     return {
         "event_id": str(event.event_id),
@@ -65,10 +71,7 @@ class UnitOfWork:
 
     async def case_events(self, case_id: UUID) -> list[Envelope]:
         """The case's recorded events in causal order, without locking."""
-        rows = await self.session.execute(
-            select(self.tables.case_events.c.envelope).where(self.tables.case_events.c.case_id == str(case_id))
-        )
-        return causal_order(Envelope.model_validate_json(row) for (row,) in rows)
+        return await _case_events(self.session, self.tables, case_id)
 
     async def record(self, event: Envelope) -> None:
         """Keep an event in the case log (idempotent)."""
@@ -175,6 +178,11 @@ class Database:
         if uow.emitted:
             for listener in self._after_commit:
                 listener(uow.emitted)
+
+    async def case_events(self, case_id: UUID) -> list[Envelope]:
+        """A case's recorded events in causal order, read outside any writing transaction (queries)."""
+        async with self.reading() as session:
+            return await _case_events(session, self.tables, case_id)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

@@ -445,8 +445,7 @@ async def get_timeline(services: SupervisionServices, case_id: UUID, as_of: date
 
 async def _events_as_of(services: SupervisionServices, case_id: UUID, as_of: datetime | None) -> list[Envelope]:
     """The case's recorded events in causal order, those that occurred by ``as_of``; none is 404."""
-    async with services.database.transaction() as uow:
-        events = await uow.case_events(case_id)
+    events = await services.database.case_events(case_id)
     if as_of is not None:
         events = [e for e in events if e.occurred_at <= as_of]
     if not events:
