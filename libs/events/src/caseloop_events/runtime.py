@@ -64,6 +64,17 @@ async def _retry_connect(what: str, connect: Callable[[], Awaitable[T]], timeout
             await asyncio.sleep(1.0)
 
 
+async def run_periodically(name: str, interval: float, step: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``step`` every ``interval`` seconds until cancelled; a failed round is logged and the
+    next one runs, so one bad row or a database hiccup never stops a background job."""
+    while True:
+        try:
+            await step()
+        except Exception:
+            log.exception("%s: this round failed; the next one runs in %.1fs", name, interval)
+        await asyncio.sleep(interval)
+
+
 class ServiceRuntime:
     """Owns the long-running parts of one service and their start and stop order."""
 

@@ -9,12 +9,12 @@ from caseloop_events.envelope import Producer
 from caseloop_events.http import service_app
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.reference import default_reference_dir, load_reference_data
-from caseloop_events.runtime import ServiceRuntime
+from caseloop_events.runtime import ServiceRuntime, run_periodically
 from caseloop_events.unit_of_work import Database
 from caseloop_intake.adapters.tables import runtime_tables
 from caseloop_intake.config import IntakeSettings
 from caseloop_intake.entrypoints.http import router
-from caseloop_intake.service_layer import handlers
+from caseloop_intake.service_layer import handlers, idempotency
 from caseloop_intake.service_layer.handlers import IntakeServices
 
 
@@ -27,6 +27,14 @@ def create_app(
     reference = load_reference_data(settings.reference_dir or default_reference_dir())
     own_topic = kafka.topic_of(Producer.INTAKE)
     database = Database(settings.resolved_database_url, runtime_tables, own_topic, clock)
+
+    async def forget_expired_idempotency_keys() -> None:
+        await run_periodically(
+            "idempotency-keys",
+            settings.idempotency_cleanup_interval,
+            lambda: idempotency.forget_expired(database, clock.now(), settings.idempotency_retention),
+        )
+
     runtime = ServiceRuntime(
         producer=Producer.INTAKE,
         database=database,
@@ -35,6 +43,7 @@ def create_app(
         consumes=(own_topic, kafka.topic_of(Producer.SUPERVISION)),
         handle=handlers.handle_event,
         keeps=handlers.keeps,
+        background={"idempotency-keys": forget_expired_idempotency_keys},
     )
     return service_app(
         title="caseloop intake",

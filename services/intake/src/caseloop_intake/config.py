@@ -44,6 +44,11 @@ class IntakeSettings(ServiceSettings):
     #: Character-bigram Dice similarity at or above which a report repeats an earlier one.
     duplicate_similarity: float = Field(default=0.5, gt=0, le=1)
 
+    #: How long an answered Idempotency-Key is kept (the IETF draft asks for 24 hours at least).
+    idempotency_retention: timedelta = Field(default=timedelta(hours=48), ge=timedelta(hours=24))
+    #: Seconds between two rounds of forgetting expired idempotency keys.
+    idempotency_cleanup_interval: float = Field(default=600.0, gt=0)
+
     @field_validator("duplicate_window")
     @classmethod
     def _positive_window(cls, window: timedelta) -> timedelta:

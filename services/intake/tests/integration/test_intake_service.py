@@ -31,6 +31,7 @@ from caseloop_events.runtime import ServiceRuntime
 from caseloop_events.testing import eventually, publish, read_events
 from caseloop_intake.app import create_app
 from caseloop_intake.config import IntakeSettings
+from caseloop_intake.service_layer import idempotency
 
 GRID = "3301100010010101"
 OTHER_GRID = "3301100010010201"
@@ -538,3 +539,57 @@ async def test_a_callback_url_must_be_http_or_https_and_at_most_2000_characters(
 
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["body.callback_url"]
+
+
+async def test_fifty_concurrent_identical_requests_with_one_idempotency_key_create_one_case(intake: Intake) -> None:
+    report = a_report("INT-IDEM-1")
+    key = {"Idempotency-Key": "9d1c2a6e-idem-1"}
+    responses = await asyncio.gather(*(intake.client.post("/v1/cases", json=report, headers=key) for _ in range(50)))
+
+    assert {r.status_code for r in responses} <= {201, 409}
+    answered = [r for r in responses if r.status_code == 201]
+    assert answered, "the first request is answered"
+    assert len({r.json()["case_id"] for r in answered}) == 1
+    for busy in (r for r in responses if r.status_code == 409):
+        assert busy.json()["rule"] == "IdempotencyKeyInFlight"
+    again = await intake.client.post("/v1/cases", json=report, headers=key)
+    assert (again.status_code, again.json()) == (201, answered[0].json()), "the first answer, again"
+    assert again.headers["Location"] == f"/v1/cases/{answered[0].json()['case_id']}"
+    case_id = answered[0].json()["case_id"]
+    assert await intake.recorded_types(case_id) == ["case.accepted"]
+
+
+async def test_an_idempotency_key_reused_with_another_body_is_422_and_keys_are_per_source_system(
+    intake: Intake,
+) -> None:
+    key = {"Idempotency-Key": "reused-key"}
+    first = await intake.client.post("/v1/cases", json=a_report("INT-IDEM-2"), headers=key)
+    assert first.status_code == 201
+    other = await intake.client.post("/v1/cases", json=a_report("INT-IDEM-3"), headers=key)
+    assert other.status_code == 422
+    assert [e["field"] for e in other.json()["errors"]] == ["Idempotency-Key"]
+    elsewhere = a_report("INT-IDEM-2", source_system="grid-app", location={"grid_code": OTHER_GRID})
+    separate = await intake.client.post("/v1/cases", json=elsewhere, headers=key)
+    assert separate.status_code == 201, "another calling system's key is another key"
+    assert separate.json()["case_id"] != first.json()["case_id"]
+
+
+async def test_a_request_that_failed_leaves_its_idempotency_key_free_for_the_retry(intake: Intake) -> None:
+    key = {"Idempotency-Key": "retry-after-bad-input"}
+    bad = await intake.client.post("/v1/cases", json=a_report("INT-IDEM-4", category="weather"), headers=key)
+    assert bad.status_code == 422
+    good = await intake.client.post("/v1/cases", json=a_report("INT-IDEM-4", category="weather"), headers=key)
+    assert good.status_code == 422, "the same bad request is judged again, not refused as in flight"
+    fixed = await intake.client.post("/v1/cases", json=a_report("INT-IDEM-5"), headers={"Idempotency-Key": "x" * 256})
+    assert fixed.status_code == 422, "a key longer than 255 characters is bad input"
+
+
+async def test_answered_idempotency_keys_are_kept_for_the_retention_then_forgotten(intake: Intake) -> None:
+    key = {"Idempotency-Key": "kept-a-while"}
+    assert (await intake.client.post("/v1/cases", json=a_report("INT-IDEM-6"), headers=key)).status_code == 201
+    database = intake.runtime.database
+    retention = timedelta(hours=24)
+    assert await idempotency.forget_expired(database, intake.clock.now() + timedelta(hours=23), retention) == 0
+    assert await idempotency.forget_expired(database, intake.clock.now() + timedelta(hours=25), retention) == 1
+    reused = await intake.client.post("/v1/cases", json=a_report("INT-IDEM-7"), headers=key)
+    assert reused.status_code == 201, "once forgotten, the key may name another request"

@@ -1,6 +1,6 @@
 """intake's own tables (the runtime adds outbox, checkpoints and case log to the same metadata)."""
 
-from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 from caseloop_events.storage import RUNTIME_PROJECTIONS, UtcDateTime, define_runtime_tables
 
@@ -41,12 +41,29 @@ case_number_counter = Table(
     Column("last_value", BigInteger, nullable=False),
 )
 
+# Idempotency-Key requests of POST /v1/cases (IETF draft "The Idempotency-Key HTTP Header Field"):
+# per calling system and key, the request's fingerprint and, once answered, the answer.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    # Which request holds the key while it is in flight.
+    Column("claim", String(36), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("response_body", Text, nullable=True),
+    Column("location", Text, nullable=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime, nullable=True, index=True),
+)
+
 runtime_tables = define_runtime_tables(metadata)
 
 #: The tables a replay rebuilds from the log, each with the columns that may differ from the live
 #: database without the projection being wrong (ADR 0008).
 PROJECTIONS: dict[str, frozenset[str]] = {"cases": frozenset(), **RUNTIME_PROJECTIONS}
 
-#: Tables no replay can rebuild — the case-number counter, advanced by commands — carried over
-#: by a promotion, with the outbox.
-OPERATIONAL_TABLES: tuple[str, ...] = ("case_number_counter",)
+#: Tables no replay can rebuild — the case-number counter, advanced by commands, and the
+#: idempotency keys of requests — carried over by a promotion, with the outbox.
+OPERATIONAL_TABLES: tuple[str, ...] = ("case_number_counter", "idempotency_keys")

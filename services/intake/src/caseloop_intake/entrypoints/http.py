@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from caseloop_events.contracts.intake import Reporter
 from caseloop_events.envelope import Actor, ActorRole
@@ -34,7 +36,7 @@ from caseloop_intake.entrypoints.schemas import (
     ScreeningRead,
     UnmergeCreate,
 )
-from caseloop_intake.service_layer import handlers
+from caseloop_intake.service_layer import handlers, idempotency
 from caseloop_intake.service_layer.handlers import IntakeServices
 
 
@@ -48,18 +50,59 @@ Services = Annotated[IntakeServices, Depends(get_services)]
 router = APIRouter(prefix="/v1", tags=["screening"])
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="makes the request safe to retry: the same key with the same body answers the first answer "
+        "again (kept at least 24 hours, per source system); the same key with another body is 422; while the first "
+        "request is still being processed, 409",
+    ),
+]
+
+
 @router.post(
     "/cases",
     status_code=status.HTTP_201_CREATED,
     response_model=CaseCreated,
-    responses={200: {"model": CaseCreated, "description": "the case was reported before: the same case"}},
+    responses={
+        200: {"model": CaseCreated, "description": "the case was reported before: the same case"},
+        409: {"description": "a request with the same Idempotency-Key is still being processed"},
+    },
 )
 async def report_case(
-    body: CaseCreate, services: Services, correlation_id: CorrelationId, response: Response
-) -> CaseCreated:
+    body: CaseCreate,
+    services: Services,
+    correlation_id: CorrelationId,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> CaseCreated | JSONResponse:
     """Report a case: accepted for judgment, linked to the open case it repeats, or rejected (and kept).
 
-    The same source_system and external_id always give the same case."""
+    The same source_system and external_id always give the same case; an Idempotency-Key makes
+    the request itself safe to retry."""
+    if idempotency_key is None:
+        return await _report(body, services, correlation_id, response)
+    scope, print_ = body.source_system, idempotency.fingerprint(body.model_dump_json().encode())
+    stored = await idempotency.begin(services.database, scope, idempotency_key, print_, services.clock.now())
+    if stored is not None:
+        headers = {"Location": stored.location} if stored.location else None
+        return JSONResponse(json.loads(stored.body), status_code=stored.status_code, headers=headers)
+    try:
+        created = await _report(body, services, correlation_id, response)
+    except BaseException:
+        await idempotency.release(services.database, scope, idempotency_key)
+        raise
+    answer = idempotency.StoredAnswer(
+        response.status_code or status.HTTP_201_CREATED, created.model_dump_json(), response.headers.get("Location")
+    )
+    await idempotency.complete(services.database, scope, idempotency_key, answer, services.clock.now())
+    return created
+
+
+async def _report(body: CaseCreate, services: IntakeServices, correlation_id: UUID, response: Response) -> CaseCreated:
     command = ReportCase(
         source_system=body.source_system,
         external_id=body.external_id,
@@ -76,8 +119,7 @@ async def report_case(
     )
     outcome = await handlers.report_case(services, command, correlation_id)
     response.headers["Location"] = f"/v1/cases/{outcome.case.case_id}"
-    if not outcome.created:
-        response.status_code = status.HTTP_200_OK
+    response.status_code = status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK
     return _case_created(outcome.case)
 
 

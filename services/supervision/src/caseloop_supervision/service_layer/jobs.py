@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +17,7 @@ from sqlalchemy import select, update
 
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.supervision import FeedbackDelivered, FeedbackFailed
+from caseloop_events.runtime import run_periodically
 from caseloop_supervision.adapters.callbacks import post_feedback
 from caseloop_supervision.adapters.tables import cases, feedback_deliveries
 from caseloop_supervision.domain.clocks import due_notices
@@ -28,6 +28,8 @@ from caseloop_supervision.service_layer.handlers import SupervisionServices, com
 
 log = logging.getLogger(__name__)
 
+__all__ = ["close_cases_not_evaluated_in_time", "deliver_due_feedback", "issue_due_notices", "run_periodically"]
+
 #: How many cases or deliveries one round takes on; the next round takes the rest.
 BATCH_SIZE = 100
 
@@ -35,17 +37,6 @@ BATCH_SIZE = 100
 CONCURRENT_DELIVERIES = 10
 
 _DUE_STATES = (FeedbackState.PENDING.value, FeedbackState.RETRYING.value)
-
-
-async def run_periodically(name: str, interval: float, step: Callable[[], Awaitable[int]]) -> None:
-    """Run ``step`` every ``interval`` seconds until cancelled; a failed round is logged and the
-    next one runs, so one bad case or a database hiccup never stops the job."""
-    while True:
-        try:
-            await step()
-        except Exception:
-            log.exception("%s: this round failed; the next one runs in %.1fs", name, interval)
-        await asyncio.sleep(interval)
 
 
 async def close_cases_not_evaluated_in_time(services: SupervisionServices) -> int:
