@@ -6,12 +6,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select, update
 
 from caseloop_deploy.compare import DifferenceKind, compare_projections
-from caseloop_deploy.databases import connected, copy_tables, drop_database, recreate_database, sibling_url, swap_in
+from caseloop_deploy.databases import (
+    connected,
+    copy_tables,
+    drop_database,
+    recreate_database,
+    same_database,
+    sibling_url,
+    swap_in,
+)
 from caseloop_deploy.logread import case_events_from_topics
 from caseloop_deploy.replay import replay_service
 from caseloop_deploy.republish import republish_service
@@ -161,6 +170,10 @@ async def test_a_promotion_carries_the_outbox_over_and_swaps_the_databases(datab
     try:
         async with connected(database_url) as promoted:
             assert (await promoted.scalars(select(outbox.c.event_id))).all() == [row["event_id"]]
+            # The promoted database takes new events: the outbox's serial key is past the copied rows.
+            await promoted.execute(insert(outbox).values(**{**row, "event_id": str(uuid.uuid4())}))
+            await promoted.commit()
+            assert len((await promoted.scalars(select(outbox.c.position))).all()) == 2
         async with connected(kept) as old:
             assert (await old.scalars(select(outbox.c.event_id))).all() == [row["event_id"]]
     finally:
@@ -176,6 +189,8 @@ async def test_republish_sends_only_what_the_topic_lacks_and_a_second_run_sends_
     events = [e for e in an_acknowledged_case() if e.producer is Producer.DISPATCH]
     async with runtime.database.transaction() as uow:
         await uow.emit(*events)
+        # Published once (the relay's mark), then lost with the broker's data.
+        await uow.session.execute(update(uow.tables.outbox).values(published_at=datetime.now(UTC)))
     await runtime.database.dispose()
     # The topics as the services create them at start, then one of the two events on the topic.
     await ensure_topics(
@@ -193,3 +208,12 @@ async def test_republish_sends_only_what_the_topic_lacks_and_a_second_run_sends_
     topics = [kafka_settings.topic_of(Producer.DISPATCH)]
     on_topic = await case_events_from_topics(kafka_settings.kafka_bootstrap_servers, topics, events[0].case_id)
     assert [e.event_id for e in on_topic] == [e.event_id for e in events]
+
+
+def test_a_replay_or_a_promotion_never_names_the_live_database_as_its_shadow(tmp_path: Path) -> None:
+    live = f"sqlite+aiosqlite:///{tmp_path}/dispatch.db"
+    assert same_database(live, f"sqlite+aiosqlite:///{tmp_path}/../{tmp_path.name}/dispatch.db")
+    assert not same_database(live, sibling_url(live, "shadow"))
+    pg = "postgresql+asyncpg://postgres@127.0.0.1:5432/caseloop_dispatch"
+    assert same_database(pg, "postgresql+asyncpg://other@127.0.0.1/caseloop_dispatch")
+    assert sibling_url(pg, "shadow").endswith("/caseloop_dispatch_shadow")

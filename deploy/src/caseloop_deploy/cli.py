@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import Coroutine
 from datetime import datetime
@@ -20,24 +21,30 @@ from uuid import UUID
 
 import httpx
 import typer
-from caseloop_events.timeline import build_timeline, render_text
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from caseloop_deploy.compare import compare_projections
 from caseloop_deploy.databases import (
+    DatabaseBusy,
     DatabaseUnreachable,
+    UnsafeDatabaseName,
     copy_tables,
     database_exists,
     drop_database,
     recreate_database,
+    same_database,
     sibling_url,
     swap_in,
 )
 from caseloop_deploy.deadletters import NoSuchDeadLetter, find_dead_letter, read_dead_letters, retry_dead_letter
-from caseloop_deploy.logread import BrokerUnreachable, Position, case_events_from_topics
+from caseloop_deploy.logread import BrokerStalled, BrokerUnreachable, Position, case_events_from_topics
 from caseloop_deploy.replay import replay_service
 from caseloop_deploy.republish import republish_service
 from caseloop_deploy.services import SERVICE_NAMES, ServiceSpec, UnknownService, service_spec
 from caseloop_events.kafka import KafkaSettings
+from caseloop_events.timeline import build_timeline, render_text
 
 T = TypeVar("T")
 
@@ -87,12 +94,28 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+#: What an operator can meet and act on: a message and exit status 2, never a traceback.
+OPERATOR_ERRORS = (
+    BrokerUnreachable,
+    BrokerStalled,
+    DatabaseUnreachable,
+    DatabaseBusy,
+    UnsafeDatabaseName,
+    UnknownService,
+    NoSuchDeadLetter,
+    KafkaError,
+    SQLAlchemyError,
+    sqlite3.Error,
+    OSError,
+)
+
+
 def _run(work: Coroutine[Any, Any, T]) -> T:
     """Run the verb; an unreachable broker or database is a clear message and exit status 2."""
     try:
         return asyncio.run(work)
-    except (BrokerUnreachable, DatabaseUnreachable, UnknownService, NoSuchDeadLetter) as error:
-        _fail(str(error))
+    except OPERATOR_ERRORS as error:
+        _fail(f"{error.__class__.__name__}: {error}" if isinstance(error, KafkaError | SQLAlchemyError) else str(error))
 
 
 def _progress(line: str) -> None:
@@ -123,7 +146,10 @@ def _position(value: str | None, option: str) -> Position:
 
 
 def _live_url(spec: ServiceSpec) -> str:
-    return spec.settings().resolved_database_url
+    try:
+        return spec.settings().resolved_database_url
+    except ValidationError as error:
+        _fail(f"{spec.name}'s settings are invalid: {error}")
 
 
 # --------------------------------------------------------------------------------------- timeline
@@ -163,7 +189,10 @@ def replay(
     """Rebuild a service's projections from the log into a fresh shadow database. The live
     database is not touched; nothing is published, no callback is made, no timer runs."""
     spec = service_spec(service.value)
-    target = shadow_url or sibling_url(_live_url(spec), "shadow")
+    live = _live_url(spec)
+    target = shadow_url or sibling_url(live, "shadow")
+    if same_database(target, live):
+        _fail(f"{target} is {spec.name}'s live database: a replay writes only into a shadow")
     first, last = _position(start, "--from"), _position(stop, "--to")
 
     async def work() -> None:
@@ -217,6 +246,8 @@ def promote(
     settings = spec.settings()
     live = settings.resolved_database_url
     shadow = shadow_url or sibling_url(live, "shadow")
+    if same_database(shadow, live):
+        _fail(f"{shadow} is {spec.name}'s live database already")
     if _answers(f"http://{settings.host}:{settings.port}/healthz"):
         _fail(f"{spec.name} is running on {settings.host}:{settings.port}: stop it before promoting")
     if not yes:

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, delete, insert, select, text
+from sqlalchemy import MetaData, Table, delete, insert, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -41,6 +42,27 @@ def sibling_url(live_url: str, suffix: str) -> str:
     return url.set(database=f"{url.database}_{suffix}").render_as_string(False)
 
 
+class UnsafeDatabaseName(ValueError):
+    pass
+
+
+def _quoted_name(url: str) -> str:
+    """The database's name, quoted as PostgreSQL quotes identifiers (never pasted in raw)."""
+    name = make_url(url).database or ""
+    if not name or len(name.encode()) > 63:
+        raise UnsafeDatabaseName(f"database name {name!r} is empty or longer than PostgreSQL's 63 bytes")
+    quoted: str = postgresql.dialect().identifier_preparer.quote_identifier(name)  # type: ignore[no-untyped-call]
+    return quoted
+
+
+def same_database(first: str, second: str) -> bool:
+    """Whether two URLs name the same database (the same SQLite file, or the same server and name)."""
+    a, b = make_url(first), make_url(second)
+    if is_sqlite(first) and is_sqlite(second):
+        return Path(a.database or "").resolve() == Path(b.database or "").resolve()
+    return (a.host, a.port or 5432, a.database) == (b.host, b.port or 5432, b.database)
+
+
 def _sqlite_files(url: str) -> list[Path]:
     path = Path(make_url(url).database or "")
     return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
@@ -65,9 +87,8 @@ async def drop_database(url: str) -> None:
         for file in _sqlite_files(url):
             file.unlink(missing_ok=True)
         return
-    name = make_url(url).database
     async with _server(url) as server:
-        await server.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await server.execute(text(f"DROP DATABASE IF EXISTS {_quoted_name(url)} WITH (FORCE)"))
 
 
 async def recreate_database(url: str) -> None:
@@ -76,9 +97,8 @@ async def recreate_database(url: str) -> None:
     if is_sqlite(url):
         Path(make_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
         return
-    name = make_url(url).database
     async with _server(url) as server:
-        await server.execute(text(f'CREATE DATABASE "{name}"'))
+        await server.execute(text(f"CREATE DATABASE {_quoted_name(url)}"))
 
 
 def _sqlite_file_exists(url: str) -> bool:
@@ -127,14 +147,38 @@ async def copy_tables(source_url: str, target_url: str, metadata: MetaData, tabl
             for start in range(0, len(rows), 1000):
                 await target.execute(insert(table), rows[start : start + 1000])
             copied[name] = len(rows)
+            await _advance_sequences(target, table)
         await target.commit()
     return copied
 
 
+async def _advance_sequences(connection: AsyncConnection, table: Table) -> None:
+    """Rows copied with their own serial keys (the outbox's position) leave PostgreSQL's sequence
+    behind; move it past them, or the next insert would take a key a copied row holds."""
+    if connection.dialect.name != "postgresql":
+        return
+    for column in table.primary_key.columns:
+        if column.autoincrement is True or (column.autoincrement == "auto" and column.type.python_type is int):
+            await connection.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence(:table, :column), "
+                    f"COALESCE((SELECT MAX({column.name}) FROM {table.name}), 0) + 1, false)"
+                ),
+                {"table": table.name, "column": column.name},
+            )
+
+
+class DatabaseBusy(RuntimeError):
+    pass
+
+
 def _checkpoint_sqlite(url: str) -> None:
-    # Fold the write-ahead log into the file, so renaming the file moves every committed row.
+    # Fold the write-ahead log into the file, so renaming the file moves every committed row;
+    # a process still holding the file makes the checkpoint busy: then nothing is renamed.
     with sqlite3.connect(make_url(url).database or "") as connection:
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        busy, _log_frames, _checkpointed = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy:
+        raise DatabaseBusy(f"{make_url(url).database} is still in use: stop the service before promoting")
 
 
 async def swap_in(shadow_url: str, live_url: str) -> str:
@@ -150,8 +194,15 @@ async def swap_in(shadow_url: str, live_url: str) -> str:
         for leftover in (*_sqlite_files(live_url)[1:], *_sqlite_files(shadow_url)[1:]):
             leftover.unlink(missing_ok=True)
         return kept_url
-    live_name, shadow_name, kept_name = (make_url(u).database for u in (live_url, shadow_url, kept_url))
-    async with _server(live_url) as server:
-        await server.execute(text(f'ALTER DATABASE "{live_name}" RENAME TO "{kept_name}"'))
-        await server.execute(text(f'ALTER DATABASE "{shadow_name}" RENAME TO "{live_name}"'))
+    live_name, shadow_name, kept_name = (_quoted_name(u) for u in (live_url, shadow_url, kept_url))
+    engine = create_async_engine(make_url(live_url).set(database="postgres"))
+    try:
+        # Both renames or neither: a failure never leaves the live name without a database.
+        async with engine.begin() as server:
+            await server.execute(text(f"ALTER DATABASE {live_name} RENAME TO {kept_name}"))
+            await server.execute(text(f"ALTER DATABASE {shadow_name} RENAME TO {live_name}"))
+    except (OperationalError, DBAPIError, OSError) as error:
+        raise DatabaseBusy(f"could not swap the databases (is a session still open on either?): {error}") from error
+    finally:
+        await engine.dispose()
     return kept_url

@@ -11,13 +11,18 @@ from uuid import UUID
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
+from pydantic import ValidationError
 
-from caseloop_events.envelope import Envelope
+from caseloop_events.envelope import Envelope, UnknownEventType
 
 #: A position to read from or to: an offset (the same on every partition), a time, or the end.
 Position = int | datetime | None
 
 Progress = Callable[[str], None]
+
+
+class BrokerStalled(RuntimeError):
+    pass
 
 
 class BrokerUnreachable(RuntimeError):
@@ -102,7 +107,7 @@ async def read_range(
                 consumer.resume(*assigned)
         elif time.monotonic() - idle_since > 30:
             missing = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(pending))
-            raise RuntimeError(f"the broker sends nothing more for {missing} although its end is further on")
+            raise BrokerStalled(f"the broker sends nothing more for {missing} although its end is further on")
 
 
 def partition_of_case(case_id: UUID, partitions: int) -> int:
@@ -131,7 +136,11 @@ async def case_events_from_topics(
             read += len(batch)
             for _tp, record in batch:
                 if record.key == key and record.value:
-                    events.append(Envelope.model_validate_json(record.value))
+                    try:
+                        events.append(Envelope.model_validate_json(record.value))
+                    except (ValidationError, UnknownEventType, ValueError):
+                        continue  # a poison record: the consumers dead-lettered it
+
             if progress is not None:
                 progress(f"read {read:,} of {total:,} records")
     return events

@@ -4,6 +4,10 @@ For when the broker lost its data: every event the service ever emitted is in it
 order it was emitted. Republishing sends, in that order, each one the topic does not hold yet
 (known by event id), so running it twice — or on a topic that lost only part of its log — adds
 nothing twice. Consumers skip an event id they processed before, so no decision is taken again.
+
+Run it on topics that lost everything, before the services publish anything new there (right
+after the broker came back, or with the services stopped): events appended after new ones would
+sit at offsets a consumer's checkpoint may already have passed.
 """
 
 from __future__ import annotations
@@ -51,9 +55,10 @@ async def republish_service(
     async with connected(live_url) as connection:
         rows = (
             await connection.execute(
-                select(outbox.c.event_id, outbox.c.case_id, outbox.c.topic, outbox.c.envelope).order_by(
-                    outbox.c.position
-                )
+                # Only what was published once: the relay publishes the rest itself.
+                select(outbox.c.event_id, outbox.c.case_id, outbox.c.topic, outbox.c.envelope)
+                .where(outbox.c.published_at.is_not(None))
+                .order_by(outbox.c.position)
             )
         ).all()
     report.in_outbox = len(rows)
@@ -111,7 +116,10 @@ async def _event_ids_on(bootstrap_servers: str, topics: list[str], progress: Pro
                 if header is not None:
                     ids.add(header.decode())
                 elif record.value:
-                    ids.add(str(json.loads(record.value).get("event_id")))
+                    try:
+                        ids.add(str(json.loads(record.value).get("event_id")))
+                    except (json.JSONDecodeError, AttributeError):
+                        continue  # not an event: nothing of ours
             if progress is not None:
                 progress(f"found {len(ids):,} events already on {', '.join(topics)}")
     return ids

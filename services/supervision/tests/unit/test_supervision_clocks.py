@@ -22,7 +22,7 @@ from caseloop_events.contracts.dispatch import (
     CaseReturned,
     ExtensionRequested,
 )
-from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
+from caseloop_events.contracts.intake import CaseAccepted, CaseLocation, CasesMerged, CaseUnmerged
 from caseloop_events.contracts.supervision import (
     CaseClosed,
     CaseEvaluated,
@@ -63,6 +63,7 @@ from caseloop_supervision.domain.clocks import (
     urge,
 )
 from caseloop_supervision.domain.model import SupervisedCase, evolve, fold
+from caseloop_supervision.service_layer.views import case_view
 
 RULES = ClockRules(load_reference_data(default_reference_dir()))
 #: Monday 23 November 2026, 09:00 region time.
@@ -584,3 +585,45 @@ def test_an_approved_extension_gives_way_to_emergency_mode_and_comes_back_with_t
     switch(RegionMode.NORMAL, now + timedelta(hours=2))
     assert story.case.handling_clock is not None
     assert story.case.handling_clock.due_at == granted, "back in normal times, the extension stands"
+
+
+def test_an_unmerged_case_starts_new_rounds_where_the_merge_stopped_its_clocks() -> None:
+    story = Story()
+    story.acknowledged_case()
+    original = uuid.uuid4()
+    merged = CasesMerged(into_case_id=original, into_case_no="CL0", merged_by="sup", reason="same")
+    story.happen(merged, T0 + timedelta(hours=2))
+    assert all(not clock.open for clock in story.case.clocks), "a merged case is not supervised"
+    unmerge = CaseUnmerged(from_case_id=original, unmerged_by="sup", reason="not the same")
+    unmerged = story.happen(unmerge, T0 + timedelta(hours=3))
+    handling = story.case.handling_clock
+    assert handling is not None
+    assert handling.running
+    assert handling.round_cause_id == unmerged.event_id
+    assert handling.due_at == unmerged.occurred_at + timedelta(days=7)
+
+
+def test_the_deadline_shown_and_listed_is_the_clock_that_counts_not_a_paused_one() -> None:
+    story = Story()
+    story.acknowledged_case()
+    story.happen(CaseReturned(unit_id="U-1", returned_by="w", reason="r"), T0 + timedelta(hours=2))
+    story.happen(assigned("U-2"), T0 + timedelta(hours=2))
+    view = case_view(story.case, RULES.reference.escalation_ladder)
+    assert view.deadline is not None
+    assert (view.deadline.clock, view.deadline.counting) == (ClockKind.ACKNOWLEDGEMENT, True)
+
+
+def test_an_extension_is_not_granted_while_a_return_pauses_the_clock() -> None:
+    story = Story()
+    story.acknowledged_case()
+    due = story.case.handling_clock.due_at  # type: ignore[union-attr]
+    story.happen(
+        ExtensionRequested(unit_id="U-1", requested_by="w", reason="r", requested_due_at=due + timedelta(days=3)),
+        T0 + timedelta(hours=2),
+    )
+    story.happen(CaseReturned(unit_id="U-1", returned_by="w", reason="r"), T0 + timedelta(hours=3))
+    approve = DecideExtension(
+        approved=True, by="sup", note="", due_at=None, now=T0 + timedelta(hours=4), correlation_id=uuid.uuid4()
+    )
+    with pytest.raises(NoClockToExtend):
+        decide_extension(story.case, approve)

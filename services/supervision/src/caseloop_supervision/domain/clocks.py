@@ -63,7 +63,7 @@ class NoExtensionPending(RuleViolation):
 
 
 class NoClockToExtend(RuleViolation):
-    """Only a handling clock that still counts can be extended."""
+    """Only a handling clock that counts now can be extended."""
 
 
 @dataclass(frozen=True)
@@ -381,8 +381,9 @@ def decide_extension(case: SupervisedCase, command: DecideExtension) -> list[Env
             request_event_id=request.request_event_id, approved=False, decided_by=command.by, note=command.note
         )
         return [_answer_request(case, request.request_event_id, refused, actor, command)]
-    if clock is None or not clock.open:
-        raise NoClockToExtend("the handling clock has stopped: there is no deadline to extend")
+    if clock is None or not clock.running:
+        # A paused clock's deadline moves with the pause; granting a date now would move it twice.
+        raise NoClockToExtend("the handling clock is not counting (stopped, or paused by a return)")
     due_at = command.due_at or request.requested_due_at
     if due_at <= clock.due_at:
         raise InvalidInput(

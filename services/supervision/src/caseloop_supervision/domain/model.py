@@ -390,7 +390,14 @@ def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
             return replace(case, merged_into=CaseRef(merged.into_case_id, merged.into_case_no))
         case CaseUnmerged():
             if case.status is CaseStatus.MERGED:
-                return replace(case, merged_into=None)
+                # The merge stopped the clocks: taking up again where it stood starts new rounds.
+                restored = case.status_before_merge
+                resumed = replace(case, merged_into=None)
+                if restored is CaseStatus.ASSIGNED:
+                    return replace(resumed, assignment_event=event)
+                if restored is CaseStatus.ACKNOWLEDGED:
+                    return replace(resumed, handling_cause=event, handling_round_open=True)
+                return resumed
             if case.status is CaseStatus.DUPLICATE:
                 return replace(case, duplicate_of=None, similarity=None)
             return case

@@ -113,7 +113,8 @@ def daily_report(
                 case CaseEvaluated() as evaluated if on_the_day:
                     report.evaluations += 1
                     report.satisfied += evaluated.rating in CLOSING_RATINGS
-                case SupervisionNoticeIssued() as notice if on_the_day:
+                case SupervisionNoticeIssued() as notice if start <= notice.reached_at < end:
+                    # Counted on the day the rung was reached, even when the timer issued it later.
                     notices[notice.rung] += 1
                     went_overdue = went_overdue or notice.rung == overdue_rung
                 case CaseClosed() if on_the_day:

@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select
 
 from caseloop_events.causal import causal_order
 from caseloop_events.clock import REGION_TIMEZONE, Clock
@@ -256,11 +256,9 @@ async def project(uow: UnitOfWork, case: SupervisedCase, rules: ClockRules) -> C
             )
         )
     else:
-        await uow.session.execute(
-            update(case_links)
-            .where(case_links.c.follower_case_id == str(case.case_id), case_links.c.active.is_(True))
-            .values(active=False, updated_at=uow.clock.now())
-        )
+        # Unlinked: the row goes, so a replay that folds the link and the unmerge in one go (and
+        # never writes the row) leaves the same table as the live service did.
+        await uow.session.execute(delete(case_links).where(case_links.c.follower_case_id == str(case.case_id)))
     return view
 
 
@@ -347,8 +345,8 @@ _LEFT_THE_LOOP = tuple(status.value for status in FINISHED)
 
 async def switch_region_mode(services: SupervisionServices, command: SwitchRegionMode) -> RegionModeView:
     """Switch a town or the district into emergency mode (平战转换) or back. The switch is an event
-    (``region.mode_switched``); every open case whose profile it changes gets ``case.sla_profile_changed``
-    and its clocks re-timed, in the same transaction, so no case is left on the old profile."""
+    (``region.mode_switched``); then every open case whose profile it changes gets ``case.sla_profile_changed``
+    and its clocks re-timed, each case in its own transaction (locked alone, as everywhere else)."""
     level = _region_level(services, command.region_code)
     stream = region_stream_id(command.region_code)
     async with services.database.transaction() as uow:
@@ -371,30 +369,31 @@ async def switch_region_mode(services: SupervisionServices, command: SwitchRegio
         )
         await uow.emit(switch)
         await _project_region_mode(uow, switch, switch.payload)  # type: ignore[arg-type]
-        in_region = [] if level == "district" else [cases.c.town_code == command.region_code]
+        view = await _region_mode(uow, command.region_code, level)
+    # Each case re-timed in a transaction of its own, after the switch is committed: cases are
+    # locked one at a time, as everywhere else, and a failure leaves the switch in place (the
+    # next event of a case missed here re-times it from the mode then).
+    in_region = [] if level == "district" else [cases.c.town_code == command.region_code]
+    async with services.database.reading() as session:
         case_ids = list(
-            await uow.session.scalars(
+            await session.scalars(
                 select(cases.c.case_id)
                 .where(*in_region, cases.c.status.not_in(_LEFT_THE_LOOP))
                 .order_by(cases.c.case_id)
             )
         )
-        affected = 0
-        for case_id in (UUID(c) for c in case_ids):
+    affected = 0
+    for case_id in (UUID(c) for c in case_ids):
+        async with services.database.transaction() as uow:
             case = fold(case_id, await uow.lock_case(case_id))
             emergency = await in_emergency_mode(uow, case.town_code, case.district_code)
+            region = command.region_code
             changed = change_profile(
-                case,
-                switch,
-                emergency=emergency,
-                region_code=command.region_code,
-                rules=services.rules,
-                now=command.now,
+                case, switch, emergency=emergency, region_code=region, rules=services.rules, now=command.now
             )
             if changed:
                 await commit_new_events(uow, case_id, changed, services.rules)
                 affected += 1
-        view = await _region_mode(uow, command.region_code, level)
     return RegionModeView(**{**view.__dict__, "cases_affected": affected})
 
 

@@ -289,11 +289,9 @@ def case_view(case: SupervisedCase, ladder: EscalationLadder, queued_feedback: I
 
 
 def _current_clock(case: SupervisedCase) -> CaseClock | None:
-    """The clock that matters now: the handling clock while it counts or is paused, else the acknowledgement's."""
-    for clock in (case.handling_clock, case.acknowledgement_clock):
-        if clock is not None and clock.open:
-            return clock
-    return None
+    """The clock that matters now: one that counts (the handling clock first), else a paused one."""
+    clocks = [c for c in (case.handling_clock, case.acknowledgement_clock) if c is not None]
+    return next((c for c in clocks if c.running), next((c for c in clocks if c.open), None))
 
 
 def _highest_notice(case: SupervisedCase, ladder: EscalationLadder) -> Notice | None:
