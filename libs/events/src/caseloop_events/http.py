@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from caseloop_events.errors import CaseNotFound, InvalidInput, NotFound, RuleViolation
 from caseloop_events.runtime import ServiceRuntime
@@ -80,6 +81,10 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
         return problem(500, "Internal error", "the request failed unexpectedly; it has been logged")
 
+    async def body_too_large(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, BodyTooLarge)
+        return problem(413, "Request body too large", str(error.detail))
+
     async def http_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
         return problem(error.status_code, str(error.detail), str(error.detail))
@@ -89,6 +94,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CaseNotFound, case_not_found)
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(RuleViolation, rule_violation)
+    app.add_exception_handler(BodyTooLarge, body_too_large)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
 
@@ -117,12 +123,66 @@ def correlation_id(x_correlation_id: Annotated[UUID | None, Header()] = None) ->
 CorrelationId = Annotated[UUID, Depends(correlation_id)]
 
 
+#: The largest request body a service reads unless configured otherwise (CASELOOP_MAX_BODY_BYTES).
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """A streamed request body passed the limit (an HTTP error, so body parsing lets it through)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, detail)
+
+
+class BodySizeLimit:
+    """Refuses a request body larger than ``max_bytes`` with 413 problem+json, before it is read
+    whole: at once when Content-Length says so, else as soon as the streamed body passes it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large()(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # Raised where the route reads its body: the error handlers answer 413.
+                raise BodyTooLarge(self._detail())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _detail(self) -> str:
+        return f"the request body is larger than {self.max_bytes} bytes"
+
+    def _too_large(self) -> JSONResponse:
+        return problem(413, "Request body too large", self._detail())
+
+
 def service_app(
-    *, title: str, summary: str, runtime: ServiceRuntime, services: object, routers: Sequence[APIRouter]
+    *,
+    title: str,
+    summary: str,
+    runtime: ServiceRuntime,
+    services: object,
+    routers: Sequence[APIRouter],
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """A service's FastAPI app: its runtime as lifespan, its handlers' dependencies in
-    ``app.state.services``, problem+json errors, ``/healthz`` and its routers."""
+    ``app.state.services``, problem+json errors, a body size limit, ``/healthz`` and its routers."""
     app = FastAPI(title=title, summary=summary, version="0.1.0", lifespan=runtime.lifespan)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.state.services = services
     app.state.runtime = runtime
     install_error_handlers(app)

@@ -42,6 +42,8 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), validation_alias="CASELOOP_DATA_DIR")
     reference_dir: Path | None = Field(default=None, validation_alias="CASELOOP_REFERENCE_DIR")
     log_level: str = "info"
+    #: The largest request body the service reads; larger ones are 413.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, validation_alias="CASELOOP_MAX_BODY_BYTES")
 
     @property
     def resolved_database_url(self) -> str:

@@ -53,4 +53,5 @@ def create_app(
             database=database, reference=reference, clock=clock, screening=settings.screening_rules
         ),
         routers=[router],
+        max_body_bytes=settings.max_body_bytes,
     )

@@ -593,3 +593,23 @@ async def test_answered_idempotency_keys_are_kept_for_the_retention_then_forgott
     assert await idempotency.forget_expired(database, intake.clock.now() + timedelta(hours=25), retention) == 1
     reused = await intake.client.post("/v1/cases", json=a_report("INT-IDEM-7"), headers=key)
     assert reused.status_code == 201, "once forgotten, the key may name another request"
+
+
+async def test_a_request_body_over_the_limit_is_413_problem_json_declared_or_streamed(intake: Intake) -> None:
+    huge = a_report("INT-HUGE-1", description="垃圾" * 400_000)  # well over 1 MiB of UTF-8
+    declared = await intake.client.post("/v1/cases", json=huge)
+    assert declared.status_code == 413
+    assert declared.headers["content-type"].startswith("application/problem+json")
+    assert "larger than 1048576 bytes" in declared.json()["detail"]
+
+    async def streamed() -> AsyncIterator[bytes]:
+        yield b'{"source_system": "hotline-12345", "description": "'
+        for _ in range(200):
+            yield b"x" * 8192
+        yield b'"}'
+
+    chunked = await intake.client.post("/v1/cases", content=streamed(), headers={"content-type": "application/json"})
+    assert chunked.status_code == 413
+    assert chunked.json()["title"] == "Request body too large"
+    small = await intake.client.post("/v1/cases", json=a_report("INT-HUGE-2"))
+    assert small.status_code == 201, "the limit leaves ordinary reports alone"

@@ -94,4 +94,5 @@ def create_app(
         runtime=runtime,
         services=services,
         routers=[case_router, region_router, report_router],
+        max_body_bytes=settings.max_body_bytes,
     )

@@ -50,4 +50,5 @@ def create_app(
         runtime=runtime,
         services=services,
         routers=[router],
+        max_body_bytes=settings.max_body_bytes,
     )
