@@ -54,6 +54,10 @@ NORMAL_PROFILE = "normal"
 FINISHED = frozenset({CaseStatus.CLOSED, CaseStatus.REJECTED, CaseStatus.DUPLICATE, CaseStatus.MERGED})
 
 
+#: Events that are themselves clock decisions: committing them calls for no further reconciling.
+CLOCK_DECISIONS = (DeadlineSet, ClockPaused, ClockStopped, SupervisionNoticeIssued)
+
+
 class CaseNotOpen(RuleViolation):
     """A closed, rejected, duplicate or merged case is not supervised any more."""
 

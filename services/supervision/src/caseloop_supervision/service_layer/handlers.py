@@ -23,6 +23,7 @@ from caseloop_events.timeline import CaseTimeline, build_timeline
 from caseloop_events.unit_of_work import Database, UnitOfWork
 from caseloop_supervision.adapters.tables import case_links, cases, feedback_deliveries, region_modes
 from caseloop_supervision.domain.clocks import (
+    CLOCK_DECISIONS,
     FINISHED,
     ClockRules,
     DecideExtension,
@@ -142,7 +143,7 @@ async def commit_new_events(
     the log, so a replay sends nothing."""
     await uow.emit(*new_events)
     case = fold(case_id, await uow.case_events(case_id))
-    if not all(e.type.startswith(CLOCK_EVENT_PREFIXES) for e in new_events):
+    if not all(isinstance(e.payload, CLOCK_DECISIONS) for e in new_events):
         emergency = await in_emergency_mode(uow, case.town_code, case.district_code)
         clock_events = reconcile_clocks(case, new_events[-1], emergency=emergency, rules=rules, now=uow.clock.now())
         if clock_events:
@@ -157,10 +158,6 @@ async def commit_new_events(
         if isinstance(event.payload, CaseClosed):
             await _close_followers(uow, event, rules)
     return view
-
-
-#: Events that are themselves clock decisions: committing them needs no further reconciling.
-CLOCK_EVENT_PREFIXES = ("case.deadline_set", "case.clock_", "case.supervision_notice_issued")
 
 
 async def _close_followers(uow: UnitOfWork, closure: Envelope, rules: ClockRules) -> None:

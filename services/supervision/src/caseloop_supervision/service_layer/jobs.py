@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.supervision import FeedbackDelivered, FeedbackFailed
+from caseloop_events.envelope import Envelope
 from caseloop_events.runtime import run_periodically
 from caseloop_supervision.adapters.callbacks import post_feedback
 from caseloop_supervision.adapters.tables import cases, feedback_deliveries
 from caseloop_supervision.domain.clocks import due_notices
 from caseloop_supervision.domain.decisions import close_if_evaluation_overdue
 from caseloop_supervision.domain.feedback import attempt_recorded
-from caseloop_supervision.domain.model import FeedbackState, fold
+from caseloop_supervision.domain.model import FeedbackState, SupervisedCase, fold
 from caseloop_supervision.service_layer.handlers import SupervisionServices, commit_new_events
 
 log = logging.getLogger(__name__)
@@ -43,57 +45,56 @@ async def close_cases_not_evaluated_in_time(services: SupervisionServices) -> in
     """Close every verified case the citizen has not evaluated within the evaluation window
     (``case.closed``, reason ``no_evaluation_in_time``, caused by the verification). Returns how many."""
     due_before = services.clock.now() - services.evaluation_window
-    async with services.database.reading() as session:
-        due = list(
-            await session.scalars(
-                select(cases.c.case_id)
-                .where(cases.c.status == CaseStatus.VERIFIED.value, cases.c.awaiting_evaluation_since <= due_before)
-                .order_by(cases.c.awaiting_evaluation_since, cases.c.case_id)
-                .limit(BATCH_SIZE)
-            )
-        )
-    closed = 0
-    for case_id in (UUID(c) for c in due):
-        try:
-            async with services.database.transaction() as uow:
-                # Re-checked on the locked case: an evaluation may have arrived since the scan.
-                case = fold(case_id, await uow.lock_case(case_id))
-                closing = close_if_evaluation_overdue(case, services.clock.now(), services.evaluation_window)
-                if closing:
-                    await commit_new_events(uow, case_id, closing, services.rules)
-                    closed += 1
-        except Exception:
-            log.exception("auto-closure of case %s failed; the next round tries again", case_id)
-    return closed
+    due = (
+        select(cases.c.case_id)
+        .where(cases.c.status == CaseStatus.VERIFIED.value, cases.c.awaiting_evaluation_since <= due_before)
+        .order_by(cases.c.awaiting_evaluation_since, cases.c.case_id)
+    )
+    # Re-checked on the locked case: an evaluation may have arrived since the scan.
+    return await _decide_on_due_cases(
+        services,
+        due,
+        lambda case: close_if_evaluation_overdue(case, services.clock.now(), services.evaluation_window),
+        "auto-closure",
+    )
 
 
 async def issue_due_notices(services: SupervisionServices) -> int:
     """Issue every escalation notice whose rung a running clock has reached (预警, 超期, 黄牌, 红牌).
     Returns how many notices were issued."""
-    now = services.clock.now()
+    due = (
+        select(cases.c.case_id)
+        .where(cases.c.next_notice_at <= services.clock.now())
+        .order_by(cases.c.next_notice_at, cases.c.case_id)
+    )
+    # Decided on the locked case: a notice already issued (by another round, before a restart)
+    # is in its log, and the ladder issues each rung once per deadline.
+    return await _decide_on_due_cases(
+        services, due, lambda case: due_notices(case, services.rules, services.clock.now()), "notices"
+    )
+
+
+async def _decide_on_due_cases(
+    services: SupervisionServices,
+    due: Select[Any],
+    decide: Callable[[SupervisedCase], list[Envelope]],
+    what: str,
+) -> int:
+    """A timer's round: the cases the projection says are due (a batch), each decided on again
+    in its own transaction on the locked, re-folded case. Returns how many events were emitted."""
     async with services.database.reading() as session:
-        due = list(
-            await session.scalars(
-                select(cases.c.case_id)
-                .where(cases.c.next_notice_at <= now)
-                .order_by(cases.c.next_notice_at, cases.c.case_id)
-                .limit(BATCH_SIZE)
-            )
-        )
-    issued = 0
-    for case_id in (UUID(c) for c in due):
+        case_ids = [UUID(c) for c in await session.scalars(due.limit(BATCH_SIZE))]
+    emitted = 0
+    for case_id in case_ids:
         try:
             async with services.database.transaction() as uow:
-                # Decided on the locked case: a notice already issued (by another round, before a
-                # restart) is in its log, and the ladder issues each rung once per deadline.
-                case = fold(case_id, await uow.lock_case(case_id))
-                notices = due_notices(case, services.rules, services.clock.now())
-                if notices:
-                    await commit_new_events(uow, case_id, notices, services.rules)
-                    issued += len(notices)
+                decided = decide(fold(case_id, await uow.lock_case(case_id)))
+                if decided:
+                    await commit_new_events(uow, case_id, decided, services.rules)
+                    emitted += len(decided)
         except Exception:
-            log.exception("notices for case %s failed; the next round tries again", case_id)
-    return issued
+            log.exception("%s for case %s failed; the next round tries again", what, case_id)
+    return emitted
 
 
 async def deliver_due_feedback(services: SupervisionServices, http: httpx.AsyncClient) -> int:
