@@ -18,7 +18,7 @@ from sqlalchemy import MetaData, Table, delete, insert, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from caseloop_events.storage import create_engine
 
@@ -72,7 +72,13 @@ def _sqlite_files(url: str) -> list[Path]:
 async def _server(url: str) -> AsyncIterator[AsyncConnection]:
     """A connection to the PostgreSQL server's maintenance database, outside any transaction."""
     server: URL = make_url(url).set(database="postgres")
-    engine = create_async_engine(server, isolation_level="AUTOCOMMIT")
+    async with _connection(create_async_engine(server, isolation_level="AUTOCOMMIT"), url) as connection:
+        yield connection
+
+
+@asynccontextmanager
+async def _connection(engine: AsyncEngine, url: str) -> AsyncIterator[AsyncConnection]:
+    """A connection of ``engine`` (disposed after), an unreachable database a clear error."""
     try:
         async with engine.connect() as connection:
             yield connection
@@ -119,14 +125,8 @@ async def connected(url: str) -> AsyncIterator[AsyncConnection]:
     """A connection to an existing database; a clear error when it cannot be opened."""
     if is_sqlite(url) and not _sqlite_file_exists(url):
         raise DatabaseUnreachable(url, FileNotFoundError("no such database file"))
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as connection:
-            yield connection
-    except (OperationalError, DBAPIError, OSError) as error:
-        raise DatabaseUnreachable(url, error) from error
-    finally:
-        await engine.dispose()
+    async with _connection(create_engine(url), url) as connection:
+        yield connection
 
 
 async def read_rows(connection: AsyncConnection, metadata: MetaData, table_name: str) -> list[dict[str, Any]]:

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka.errors import KafkaConnectionError, KafkaError
-
-from caseloop_deploy.logread import BrokerUnreachable, log_reader, partitions_of, read_range, resolve_offsets
+from caseloop_deploy.logread import log_reader, log_writer, partitions_of, read_all
 from caseloop_events.kafka import KafkaSettings
 
 
@@ -81,9 +79,7 @@ async def read_dead_letters(kafka: KafkaSettings) -> list[DeadLetter]:
     letters: list[DeadLetter] = []
     async with log_reader(kafka.kafka_bootstrap_servers) as consumer:
         partitions = await partitions_of(consumer, [kafka.deadletter_topic])
-        start = await resolve_offsets(consumer, partitions, None, default_end=False)
-        end = await resolve_offsets(consumer, partitions, None, default_end=True)
-        async for batch in read_range(consumer, start, end):
+        async for batch in read_all(consumer, partitions):
             for tp, record in batch:
                 try:
                     body = json.loads(record.value or b"{}")
@@ -117,14 +113,6 @@ async def retry_dead_letter(kafka: KafkaSettings, letter_id: str) -> str:
     if not topic:
         raise NoSuchDeadLetter(f"{letter_id} (it names no origin topic)")
     headers = [(k, base64.b64decode(v)) for k, v in letter.body.get("headers", [])]
-    producer = kafka.producer(client_id="caseloop-deadletter-retry")
-    try:
-        await producer.start()
-    except (KafkaConnectionError, KafkaError, OSError) as error:
-        await producer.stop()
-        raise BrokerUnreachable(kafka.kafka_bootstrap_servers, error) from error
-    try:
+    async with log_writer(kafka, "caseloop-deadletter-retry") as producer:
         sent = await producer.send_and_wait(topic, value=letter.raw("value"), key=letter.raw("key"), headers=headers)
-    finally:
-        await producer.stop()
     return f"{topic}[{sent.partition}]@{sent.offset}"

@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from pydantic import ValidationError
 
 from caseloop_events.envelope import Envelope, UnknownEventType
+from caseloop_events.kafka import KafkaSettings
 
 #: A position to read from or to: an offset (the same on every partition), a time, or the end.
 Position = int | datetime | None
@@ -74,6 +75,31 @@ async def resolve_offsets(
     return {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in partitions}
 
 
+async def read_all(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], *, batch_size: int = 1000
+) -> AsyncIterator[list[tuple[TopicPartition, ConsumerRecord[bytes, bytes]]]]:
+    """Batches of every record the partitions hold now, from their start to their end."""
+    start = await resolve_offsets(consumer, partitions, None, default_end=False)
+    end = await resolve_offsets(consumer, partitions, None, default_end=True)
+    async for batch in read_range(consumer, start, end, batch_size=batch_size):
+        yield batch
+
+
+@asynccontextmanager
+async def log_writer(kafka: KafkaSettings, client_id: str) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer with the services' settings (acks=all), or a clear error when the broker is away."""
+    producer = kafka.producer(client_id=client_id)
+    try:
+        await producer.start()
+    except (KafkaConnectionError, KafkaError, OSError) as error:
+        await producer.stop()
+        raise BrokerUnreachable(kafka.kafka_bootstrap_servers, error) from error
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
 async def read_range(
     consumer: AIOKafkaConsumer,
     start: dict[TopicPartition, int],
@@ -129,10 +155,8 @@ async def case_events_from_topics(
         for tp in all_partitions:
             by_topic.setdefault(tp.topic, []).append(tp)
         chosen = [tps[partition_of_case(case_id, len(tps))] for tps in by_topic.values()]
-        start = await resolve_offsets(consumer, chosen, None, default_end=False)
-        end = await resolve_offsets(consumer, chosen, None, default_end=True)
-        total, read = sum(end[tp] - start[tp] for tp in chosen), 0
-        async for batch in read_range(consumer, start, end):
+        read = 0
+        async for batch in read_all(consumer, chosen):
             read += len(batch)
             for _tp, record in batch:
                 if record.key == key and record.value:
@@ -142,5 +166,5 @@ async def case_events_from_topics(
                         continue  # a poison record: the consumers dead-lettered it
 
             if progress is not None:
-                progress(f"read {read:,} of {total:,} records")
+                progress(f"read {read:,} records")
     return events

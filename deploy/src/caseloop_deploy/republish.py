@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from sqlalchemy import select
 
 from caseloop_deploy.databases import connected
-from caseloop_deploy.logread import BrokerUnreachable, Progress, log_reader, partitions_of, read_range, resolve_offsets
+from caseloop_deploy.logread import BrokerUnreachable, Progress, log_reader, log_writer, partitions_of, read_all
 from caseloop_deploy.services import ServiceSpec
 from caseloop_events.kafka import KafkaSettings, stored_event_headers
 from caseloop_events.storage import OUTBOX_TABLE
@@ -75,13 +75,7 @@ async def republish_service(
     on_topic = await _event_ids_on(kafka.kafka_bootstrap_servers, topics, progress)
     missing = [row for row in rows if row.event_id not in on_topic]
     report.already_on_topic = len(rows) - len(missing)
-    producer = kafka.producer(client_id=f"caseloop-republish-{spec.name}")
-    try:
-        await producer.start()
-    except (KafkaConnectionError, KafkaError, OSError) as error:
-        await producer.stop()
-        raise BrokerUnreachable(kafka.kafka_bootstrap_servers, error) from error
-    try:
+    async with log_writer(kafka, f"caseloop-republish-{spec.name}") as producer:
         for start in range(0, len(missing), WINDOW):
             window = missing[start : start + WINDOW]
             sent = [
@@ -97,8 +91,6 @@ async def republish_service(
             report.published += len(window)
             if progress is not None:
                 progress(f"{spec.name}: republished {report.published:,} of {len(missing):,}")
-    finally:
-        await producer.stop()
     report.seconds = time.monotonic() - began
     return report
 
@@ -107,10 +99,7 @@ async def _event_ids_on(bootstrap_servers: str, topics: list[str], progress: Pro
     """The ids of the events the topics hold now (from the ``ce_id`` header, else the body)."""
     ids: set[str] = set()
     async with log_reader(bootstrap_servers) as consumer:
-        partitions = await partitions_of(consumer, topics)
-        start = await resolve_offsets(consumer, partitions, None, default_end=False)
-        end = await resolve_offsets(consumer, partitions, None, default_end=True)
-        async for batch in read_range(consumer, start, end):
+        async for batch in read_all(consumer, await partitions_of(consumer, topics)):
             for _tp, record in batch:
                 header = dict(record.headers or ()).get("ce_id")
                 if header is not None:
