@@ -73,6 +73,11 @@ LOCATION = CaseLocation(
 )
 
 
+ACCEPTED = CaseAccepted(
+    case_no="CL1", source_system="s", external_id="e", title="t", description="d", location=LOCATION, accepted_at=T0
+)
+
+
 def judged(tier: SlaTierName = SlaTierName.GENERAL, risk: int = 3, category: str = "sanitation") -> CaseJudged:
     return CaseJudged(
         category=category,
@@ -144,15 +149,7 @@ class Story:
 
     def acknowledged_case(self, tier: SlaTierName = SlaTierName.GENERAL) -> None:
         self.happen(
-            CaseAccepted(
-                case_no="CL1",
-                source_system="s",
-                external_id="e",
-                title="t",
-                description="d",
-                location=LOCATION,
-                accepted_at=T0,
-            ),
+            ACCEPTED,
             T0,
         )
         self.happen(judged(tier), T0 + timedelta(minutes=1))
@@ -163,15 +160,7 @@ class Story:
 def test_the_acknowledgement_clock_runs_from_the_assignment_and_stops_on_time_at_the_acknowledgement() -> None:
     story = Story()
     story.happen(
-        CaseAccepted(
-            case_no="CL1",
-            source_system="s",
-            external_id="e",
-            title="t",
-            description="d",
-            location=LOCATION,
-            accepted_at=T0,
-        ),
+        ACCEPTED,
         T0,
     )
     story.happen(judged(), T0)
@@ -191,15 +180,7 @@ def test_the_acknowledgement_clock_runs_from_the_assignment_and_stops_on_time_at
 def test_an_acknowledgement_after_its_deadline_stops_the_clock_late_and_the_overdue_rungs_were_issued() -> None:
     story = Story()
     story.happen(
-        CaseAccepted(
-            case_no="CL1",
-            source_system="s",
-            external_id="e",
-            title="t",
-            description="d",
-            location=LOCATION,
-            accepted_at=T0,
-        ),
+        ACCEPTED,
         T0,
     )
     story.happen(judged(), T0)
@@ -467,15 +448,7 @@ def test_a_rejudgment_to_a_tighter_tier_retimes_the_running_clock() -> None:
 def test_closing_a_case_stops_every_clock_still_counting() -> None:
     story = Story()
     story.happen(
-        CaseAccepted(
-            case_no="CL1",
-            source_system="s",
-            external_id="e",
-            title="t",
-            description="d",
-            location=LOCATION,
-            accepted_at=T0,
-        ),
+        ACCEPTED,
         T0,
     )
     story.happen(judged(), T0)
@@ -517,15 +490,7 @@ def test_clock_decisions_are_settled_and_a_replay_of_the_log_folds_the_same_cloc
 def test_clock_events_arriving_out_of_topic_order_still_start_the_clock_when_the_judgment_comes() -> None:
     story = Story()
     story.happen(
-        CaseAccepted(
-            case_no="CL1",
-            source_system="s",
-            external_id="e",
-            title="t",
-            description="d",
-            location=LOCATION,
-            accepted_at=T0,
-        ),
+        ACCEPTED,
         T0,
     )
     # The assignment read before the judgment it answers (another topic): no tier yet, no clock.
