@@ -40,6 +40,13 @@ REPORTS = [
 ]
 
 
+def new_client(timeout: float = 30.0) -> httpx.AsyncClient:
+    """The one way the end-to-end tests talk to the services.
+
+    Idle connections expire after 2 s, before uvicorn's 5 s keep-alive closes them under a request."""
+    return httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(keepalive_expiry=2.0))
+
+
 @dataclass(frozen=True)
 class Endpoints:
     intake: str
@@ -130,7 +137,7 @@ async def drive_cases_round_the_loop(
 ) -> list[str]:
     """Report ``count`` cases, one per grid, and close each; returns their case ids."""
     limit = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(timeout=30.0) as client:
+    async with new_client() as client:
         grids = await grid_codes(client, api, count, grid_offset)
 
         async def one(n: int, grid: str) -> str:

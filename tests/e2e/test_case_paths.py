@@ -22,7 +22,7 @@ import pytest
 from caseloop_deploy.stack import SERVICES, LocalStack
 from caseloop_events.broker import BrokerKind, free_port
 from caseloop_events.contracts.supervision import CLOCK_AND_NOTICE_EVENTS
-from tests.e2e.loop_driver import Endpoints, poll
+from tests.e2e.loop_driver import Endpoints, new_client, poll
 
 pytestmark = pytest.mark.e2e
 
@@ -150,7 +150,7 @@ class Loop:
 @pytest.fixture
 async def loop(stack: LocalStack) -> AsyncIterator[Loop]:
     api = Endpoints.of(stack)
-    async with httpx.AsyncClient(timeout=30.0) as client:
+    async with new_client() as client:
         page = (await client.get(f"{api.intake}/v1/grids", params={"town_code": TOWN, "limit": 1000})).json()
         yield Loop(client, api, [item["grid_code"] for item in page["items"]])
 

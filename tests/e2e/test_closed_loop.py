@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from caseloop_deploy.stack import SERVICES, LocalStack
@@ -16,6 +15,7 @@ from tests.e2e.loop_driver import (
     Endpoints,
     assert_timeline_is_the_closed_loop,
     drive_cases_round_the_loop,
+    new_client,
     settled_timeline,
 )
 
@@ -36,7 +36,7 @@ async def test_fifty_cases_close_and_each_timeline_is_the_causal_chain(running_s
     api = Endpoints.of(running_stack)
     case_ids = await drive_cases_round_the_loop(api, count=50, prefix=f"E2E-{running_stack.broker_kind}")
     assert len(set(case_ids)) == 50
-    async with httpx.AsyncClient(timeout=30.0) as client:
+    async with new_client() as client:
         closed = (await client.get(f"{api.supervision}/v1/cases", params={"status": "closed", "limit": 500})).json()
         assert {c["case_id"] for c in closed["items"]} >= set(case_ids)
         for case_id in case_ids:
@@ -45,7 +45,7 @@ async def test_fifty_cases_close_and_each_timeline_is_the_causal_chain(running_s
 
 async def test_commands_that_do_not_fit_the_state_get_409_and_unknown_cases_404(running_stack: LocalStack) -> None:
     api = Endpoints.of(running_stack)
-    async with httpx.AsyncClient(timeout=30.0) as client:
+    async with new_client() as client:
         unknown = "00000000-0000-0000-0000-000000000001"
         assert (await client.get(f"{api.supervision}/v1/cases/{unknown}")).status_code == 404
         assert (
@@ -73,7 +73,7 @@ def test_a_restart_keeps_every_case_and_new_cases_still_close(tmp_path: Path) ->
 
 
 async def assert_every_timeline_is_the_closed_loop(api: Endpoints, case_ids: list[str]) -> None:
-    async with httpx.AsyncClient(timeout=30.0) as client:
+    async with new_client() as client:
         for case_id in case_ids:
             assert_timeline_is_the_closed_loop(await settled_timeline(client, api, case_id))
 

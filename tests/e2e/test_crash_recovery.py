@@ -7,7 +7,6 @@ from collections import defaultdict
 from pathlib import Path
 from uuid import UUID
 
-import httpx
 import pytest
 
 from caseloop_deploy.stack import SERVICES, LocalStack
@@ -20,6 +19,7 @@ from tests.e2e.loop_driver import (
     assert_timeline_is_the_closed_loop,
     close_case,
     grid_codes,
+    new_client,
     report_case,
     settled_timeline,
 )
@@ -32,7 +32,7 @@ async def test_killing_triage_and_dispatch_mid_stream_loses_and_doubles_no_case(
     await asyncio.to_thread(stack.start)
     try:
         api = Endpoints.of(stack)
-        async with httpx.AsyncClient(timeout=30.0) as client:
+        async with new_client() as client:
             grids = await grid_codes(client, api, 40)
             first = await asyncio.gather(*(report_case(client, api, f"CRASH-{n:03d}", grids[n], n) for n in range(20)))
             # Killed while those 20 are being judged and assigned: no clean shutdown, no flush.

@@ -21,7 +21,7 @@ from caseloop_deploy.stack import SERVICES, LocalStack
 from caseloop_events.broker import BrokerKind, free_port
 from caseloop_events.clock import CLOCK_OFFSET_FILE_ENV, REGION_TIMEZONE, ShiftedClock
 from caseloop_events.reference import default_reference_dir, load_reference_data
-from tests.e2e.loop_driver import Endpoints, poll
+from tests.e2e.loop_driver import Endpoints, new_client, poll
 
 pytestmark = pytest.mark.e2e
 
@@ -143,7 +143,7 @@ def at(value: str) -> datetime:
 
 @pytest.fixture
 async def desks(stack: LocalStack, offset_file: Path) -> AsyncIterator[tuple[Clock, httpx.AsyncClient, Endpoints]]:
-    async with httpx.AsyncClient(timeout=30.0) as client:
+    async with new_client() as client:
         yield Clock(offset_file), client, Endpoints.of(stack)
 
 

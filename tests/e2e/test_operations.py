@@ -25,7 +25,7 @@ import pytest
 
 from caseloop_deploy.stack import SERVICES, LocalStack
 from caseloop_events.broker import BrokerKind, free_port
-from tests.e2e.loop_driver import Endpoints, grid_codes, poll
+from tests.e2e.loop_driver import Endpoints, grid_codes, new_client, poll
 
 pytestmark = pytest.mark.e2e
 
@@ -184,8 +184,7 @@ async def _live(lived: Lived) -> None:
     api = Endpoints.of(lived.stack)
     # Idle connections dropped before uvicorn's 5 s keep-alive ends them: otherwise a request can
     # meet a connection the server is closing ("Server disconnected without sending a response").
-    limits = httpx.Limits(keepalive_expiry=2.0)
-    async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
+    async with new_client() as client:
         driver = Driver(client, api)
         grids = await grid_codes(client, api, CASES)
         limit = asyncio.Semaphore(10)
@@ -323,7 +322,7 @@ def test_after_the_broker_loses_its_data_republish_restores_every_topic_and_noth
 
 
 async def _caught_up(api: Endpoints) -> None:
-    async with httpx.AsyncClient(timeout=10.0) as client:
+    async with new_client(timeout=10.0) as client:
         await _quiet(client, api)
 
 
