@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from caseloop_deploy.stack import LocalStack
+from caseloop_events.testing import DevelopmentCaller
 
 HAPPY_PATH = [
     "case.accepted",
@@ -44,7 +45,7 @@ def new_client(timeout: float = 30.0) -> httpx.AsyncClient:
     """The one way the end-to-end tests talk to the services.
 
     Idle connections expire after 2 s, before uvicorn's 5 s keep-alive closes them under a request."""
-    return httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(keepalive_expiry=2.0))
+    return httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(keepalive_expiry=2.0), auth=DevelopmentCaller())
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,51 @@ async def poll(
         await asyncio.sleep(0.1)
 
 
+#: Answers that say the service is down, restarting or overloaded, not that the request was wrong.
+OUTAGE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+async def send_through_outages(
+    client: httpx.AsyncClient, method: str, url: str, *, timeout: float = 180.0, **request: Any
+) -> httpx.Response:
+    """Send the request until an answer comes that is not an outage: a refused, dropped or timed-out
+    connection, 429 or a 5xx is tried again with back-off (``Retry-After`` honoured) for up to
+    ``timeout`` seconds. A command tried again may have succeeded before its answer was lost, so
+    the caller must expect what a repeated command gets (most answer 409) and check the state."""
+    deadline = time.monotonic() + timeout
+    backoff = 0.1
+    while True:
+        retry_after: str | None = None
+        try:
+            response = await client.request(method, url, **request)
+        except httpx.TransportError as error:
+            why = repr(error)
+        else:
+            if response.status_code not in OUTAGE_STATUSES:
+                return response
+            why, retry_after = f"{response.status_code} {response.text[:300]}", response.headers.get("Retry-After")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{method} {url}: no answer but outages for {timeout}s; the last: {why}")
+        await asyncio.sleep(float(retry_after) if retry_after and retry_after.isdecimal() else backoff)
+        backoff = min(backoff * 2, 2.0)
+
+
+async def wait_until_idle(client: httpx.AsyncClient, api: Endpoints, timeout: float = 120.0) -> None:
+    """Until every service is healthy, has read everything and published its whole outbox, twice in a row."""
+    quiet_rounds = 0
+    deadline = time.monotonic() + timeout
+    while quiet_rounds < 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the services did not settle within {timeout}s")
+        healths = [
+            await send_through_outages(client, "GET", f"{url}/healthz")
+            for url in (api.intake, api.triage, api.dispatch, api.supervision)
+        ]
+        busy = any(h.json().get("consumer_lag", 0) or h.json().get("outbox_pending", 0) for h in healths)
+        quiet_rounds = 0 if busy else quiet_rounds + 1
+        await asyncio.sleep(1.0)
+
+
 async def grid_codes(client: httpx.AsyncClient, api: Endpoints, count: int, offset: int = 0) -> list[str]:
     """Grid codes spread over every town of the region; another ``offset`` gives other grids, so that
     reports driven into the same stack twice are not screened as duplicates of each other."""
@@ -82,7 +128,8 @@ async def grid_codes(client: httpx.AsyncClient, api: Endpoints, count: int, offs
     return [item["grid_code"] for item in items[offset::step]][:count]
 
 
-async def report_case(client: httpx.AsyncClient, api: Endpoints, external_id: str, grid: str, n: int) -> dict[str, Any]:
+def report_body(external_id: str, grid: str, n: int) -> dict[str, Any]:
+    """The body of POST /v1/cases for the ``n``-th of the sample reports (they repeat after six)."""
     title, description, category = REPORTS[n % len(REPORTS)]
     body: dict[str, Any] = {
         "source_system": "hotline-12345",
@@ -94,7 +141,11 @@ async def report_case(client: httpx.AsyncClient, api: Endpoints, external_id: st
     }
     if category:
         body["category"] = category
-    response = await client.post(f"{api.intake}/v1/cases", json=body)
+    return body
+
+
+async def report_case(client: httpx.AsyncClient, api: Endpoints, external_id: str, grid: str, n: int) -> dict[str, Any]:
+    response = await client.post(f"{api.intake}/v1/cases", json=report_body(external_id, grid, n))
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created

@@ -25,6 +25,7 @@ import pytest
 
 from caseloop_deploy.stack import SERVICES, LocalStack
 from caseloop_events.broker import BrokerKind, free_port
+from caseloop_events.testing import DevelopmentCaller
 from tests.e2e.loop_driver import Endpoints, grid_codes, new_client, poll
 
 pytestmark = pytest.mark.e2e
@@ -261,7 +262,7 @@ def test_the_timeline_from_the_topics_is_the_chain_the_supervision_api_shows(liv
         printed = caseloop(lived.stack, "timeline", case_id, "--format", "json")
         assert printed.returncode == 0, printed.stderr
         from_topics = httpx.Response(200, content=printed.stdout).json()
-        from_api = httpx.get(f"{api.supervision}/v1/cases/{case_id}/timeline").json()
+        from_api = httpx.get(f"{api.supervision}/v1/cases/{case_id}/timeline", auth=DevelopmentCaller()).json()
         chain = [(e["event_id"], e["type"], e["causation_id"], e["depth"]) for e in from_api["events"]]
         assert [(e["event_id"], e["type"], e["causation_id"], e["depth"]) for e in from_topics["events"]] == chain
         assert from_topics["stages"] == from_api["stages"]
@@ -276,8 +277,10 @@ def test_as_of_answers_match_what_the_api_said_at_that_time(lived: Lived) -> Non
     assert lived.snapshots, "the run recorded snapshots"
     for case_id, moment, view_then, timeline_then in lived.snapshots:
         params = {"as_of": moment.isoformat()}
-        view = httpx.get(f"{api.supervision}/v1/cases/{case_id}", params=params).json()
-        timeline = httpx.get(f"{api.supervision}/v1/cases/{case_id}/timeline", params=params).json()
+        view = httpx.get(f"{api.supervision}/v1/cases/{case_id}", params=params, auth=DevelopmentCaller()).json()
+        timeline = httpx.get(
+            f"{api.supervision}/v1/cases/{case_id}/timeline", params=params, auth=DevelopmentCaller()
+        ).json()
         assert without_time_left(view) == without_time_left(view_then)
         assert timeline == timeline_then
 

@@ -44,6 +44,7 @@ from caseloop_deploy.replay import replay_service
 from caseloop_deploy.republish import republish_service
 from caseloop_deploy.services import SERVICE_NAMES, ServiceSpec, UnknownService, service_spec
 from caseloop_events.kafka import KafkaSettings
+from caseloop_events.personal_data import with_personal_data_masked
 from caseloop_events.timeline import build_timeline, render_text
 
 T = TypeVar("T")
@@ -169,7 +170,8 @@ def timeline(
     _done_with_progress()
     if not events:
         _fail(f"no event of case {case_id} on {', '.join(topics)}", code=1)
-    built = build_timeline(case_id, events)
+    # Read straight from the log, the tool answers to no role: the reporter is always masked.
+    built = with_personal_data_masked(build_timeline(case_id, events))
     typer.echo(render_text(built) if output is Format.text else built.model_dump_json(indent=2))
 
 

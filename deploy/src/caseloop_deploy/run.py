@@ -2,7 +2,9 @@
 
 Environment: ``CASELOOP_DATA_DIR`` (default ./data); ``KAFKA_BOOTSTRAP_SERVERS`` to use an
 external Kafka instead of starting a broker; ``CASELOOP_BROKER_PORT`` (default 9092);
-``<SERVICE>_PORT`` and ``<SERVICE>_DATABASE_URL`` per service (e.g. ``DISPATCH_DATABASE_URL``).
+``<SERVICE>_PORT`` and ``<SERVICE>_DATABASE_URL`` per service (e.g. ``DISPATCH_DATABASE_URL``);
+``CASELOOP_PROFILE`` (default ``development``: the well-known keys ``dev:<role>[:<scope>]``, see
+the README's "Who may do what"), ``CASELOOP_API_KEYS_FILE`` and ``CASELOOP_JWT_*`` for real credentials.
 """
 
 from __future__ import annotations
@@ -33,8 +35,14 @@ def main() -> None:
         advice = "stop what uses them or set <SERVICE>_PORT / CASELOOP_BROKER_PORT"
         sys.exit(f"caseloop: port(s) {taken} on 127.0.0.1 are in use; {advice}")
     database_urls = {n: url for n in SERVICES if (url := os.environ.get(f"{n.upper()}_DATABASE_URL"))}
+    profile = os.environ.get("CASELOOP_PROFILE", "development")
     stack = LocalStack(
-        data_dir, ports=ports, broker_port=broker_port, bootstrap_servers=external, database_urls=database_urls
+        data_dir,
+        ports=ports,
+        broker_port=broker_port,
+        bootstrap_servers=external,
+        database_urls=database_urls,
+        extra_env={"CASELOOP_PROFILE": profile},
     )
     stopping = threading.Event()
 
@@ -53,6 +61,11 @@ def main() -> None:
         for name in SERVICES:
             service = stack.services[name]
             print(f"caseloop: {name:<12}{service.url}   docs {service.url}/docs   log {service.log_path}")
+        if profile == "development":
+            print(
+                "caseloop: *** DEVELOPMENT PROFILE *** the well-known keys dev:<role>[:<scope>] are accepted "
+                "(e.g. X-API-Key: dev:supervisor); for local use only"
+            )
         print("caseloop: running; press Ctrl-C to stop", flush=True)
         while not stopping.wait(1.0):
             for name, service in stack.services.items():

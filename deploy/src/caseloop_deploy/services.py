@@ -14,7 +14,7 @@ from sqlalchemy import MetaData
 from caseloop_events.clock import SystemClock
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.runtime import ServiceRuntime, ServiceSettings
-from caseloop_events.storage import OUTBOX_TABLE
+from caseloop_events.storage import OUTBOX_TABLE, PERSONAL_DATA_READS_TABLE
 
 SERVICE_NAMES = ("intake", "triage", "dispatch", "supervision")
 
@@ -60,5 +60,5 @@ def service_spec(name: str) -> ServiceSpec:
         create_app=app.create_app,
         metadata=tables.metadata,
         projections=tables.PROJECTIONS,
-        carried_over=(OUTBOX_TABLE, *tables.OPERATIONAL_TABLES),
+        carried_over=(OUTBOX_TABLE, PERSONAL_DATA_READS_TABLE, *tables.OPERATIONAL_TABLES),
     )

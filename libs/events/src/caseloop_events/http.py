@@ -1,4 +1,5 @@
-"""What every service's HTTP API shares: problem+json errors (RFC 9457) and health."""
+"""What every service's HTTP API shares: problem+json errors (RFC 9457), credentials and a
+per-client rate limit, a body size limit, and health."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from caseloop_events.auth import Authenticator, Forbidden, NotAuthenticated, RateLimiter, TooManyRequests, authenticated
 from caseloop_events.errors import CaseNotFound, InvalidInput, NotFound, RuleViolation
 from caseloop_events.runtime import ServiceRuntime
 
@@ -85,6 +87,20 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, BodyTooLarge)
         return problem(413, "Request body too large", str(error.detail))
 
+    async def not_authenticated(_: Request, error: Exception) -> JSONResponse:
+        response = problem(401, "Not authenticated", str(error))
+        response.headers["WWW-Authenticate"] = 'Bearer, ApiKey header="X-API-Key"'
+        return response
+
+    async def forbidden(_: Request, error: Exception) -> JSONResponse:
+        return problem(403, "Forbidden", str(error))
+
+    async def too_many_requests(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, TooManyRequests)
+        response = problem(429, "Too many requests", str(error))
+        response.headers["Retry-After"] = str(error.retry_after)
+        return response
+
     async def http_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
         return problem(error.status_code, str(error.detail), str(error.detail))
@@ -95,6 +111,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(RuleViolation, rule_violation)
     app.add_exception_handler(BodyTooLarge, body_too_large)
+    app.add_exception_handler(NotAuthenticated, not_authenticated)
+    app.add_exception_handler(Forbidden, forbidden)
+    app.add_exception_handler(TooManyRequests, too_many_requests)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
 
@@ -170,6 +189,14 @@ class BodySizeLimit:
         return problem(413, "Request body too large", self._detail())
 
 
+#: What every route but /healthz may answer besides its own responses.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no credentials, or credentials that are not valid"},
+    403: {"description": "the caller's role, system, unit or region may not do this"},
+    429: {"description": "the client's rate limit is used up: see Retry-After"},
+}
+
+
 def service_app(
     *,
     title: str,
@@ -177,16 +204,21 @@ def service_app(
     runtime: ServiceRuntime,
     services: object,
     routers: Sequence[APIRouter],
+    authenticator: Authenticator,
+    rate_limiter: RateLimiter,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """A service's FastAPI app: its runtime as lifespan, its handlers' dependencies in
-    ``app.state.services``, problem+json errors, a body size limit, ``/healthz`` and its routers."""
+    ``app.state.services``, problem+json errors, a body size limit, ``/healthz`` open to probes,
+    and its routers behind credentials and the per-client rate limit."""
     app = FastAPI(title=title, summary=summary, version="0.1.0", lifespan=runtime.lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.state.services = services
     app.state.runtime = runtime
+    app.state.authenticator = authenticator
+    app.state.rate_limiter = rate_limiter
     install_error_handlers(app)
     app.include_router(health_router(runtime.health))
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(authenticated)], responses=COMMON_RESPONSES)
     return app

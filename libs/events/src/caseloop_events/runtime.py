@@ -10,13 +10,14 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from caseloop_events.auth import Authenticator, RateLimiter, authenticator_from_settings
 from caseloop_events.consumer import EventConsumer, EventHandler
 from caseloop_events.envelope import Envelope, Producer
 from caseloop_events.kafka import KafkaSettings
@@ -44,6 +45,32 @@ class ServiceSettings(BaseSettings):
     log_level: str = "info"
     #: The largest request body the service reads; larger ones are 413.
     max_body_bytes: int = Field(default=1_048_576, ge=1024, validation_alias="CASELOOP_MAX_BODY_BYTES")
+    #: ``development`` accepts the well-known keys ``dev:<role>[:<scope>]`` (``make run``); any other
+    #: value needs real credentials configured below, or the service refuses to start.
+    profile: Literal["production", "development"] = Field(default="production", validation_alias="CASELOOP_PROFILE")
+    api_keys_file: Path | None = Field(default=None, validation_alias="CASELOOP_API_KEYS_FILE")
+    jwt_issuer: str | None = Field(default=None, validation_alias="CASELOOP_JWT_ISSUER")
+    jwt_audience: str | None = Field(default=None, validation_alias="CASELOOP_JWT_AUDIENCE")
+    jwt_jwks_url: str | None = Field(default=None, validation_alias="CASELOOP_JWT_JWKS_URL")
+    jwt_public_key_file: Path | None = Field(default=None, validation_alias="CASELOOP_JWT_PUBLIC_KEY_FILE")
+    jwt_algorithms: str = Field(default="RS256,ES256", validation_alias="CASELOOP_JWT_ALGORITHMS")
+    #: Requests per second each client may make on average (0: no limit), and at once.
+    rate_limit_per_second: float = Field(default=50.0, ge=0, validation_alias="CASELOOP_RATE_LIMIT_PER_SECOND")
+    rate_limit_burst: int = Field(default=100, ge=1, validation_alias="CASELOOP_RATE_LIMIT_BURST")
+
+    def authenticator(self) -> Authenticator:
+        return authenticator_from_settings(
+            profile=self.profile,
+            api_keys_file=self.api_keys_file,
+            jwt_issuer=self.jwt_issuer,
+            jwt_audience=self.jwt_audience,
+            jwt_jwks_url=self.jwt_jwks_url,
+            jwt_public_key_file=self.jwt_public_key_file,
+            jwt_algorithms=self.jwt_algorithms,
+        )
+
+    def rate_limiter(self) -> RateLimiter:
+        return RateLimiter(self.rate_limit_per_second, self.rate_limit_burst)
 
     @property
     def resolved_database_url(self) -> str:

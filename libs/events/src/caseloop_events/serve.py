@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import sys
+from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
 
 from caseloop_events.runtime import ServiceSettings
 
+log = logging.getLogger(__name__)
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
+
+def serve(create_app: Callable[[], FastAPI], settings: ServiceSettings) -> None:
+    """Configure logging, build the app and serve it; a configuration the service cannot run with
+    (no credentials, the development profile on a public address) ends it with one plain line."""
     logging.basicConfig(
         level=settings.log_level.upper(),
         format=f"%(asctime)s {settings.service_name} %(levelname)s %(name)s: %(message)s",
     )
+    if settings.profile == "development" and not _is_loopback(settings.host):
+        sys.exit(
+            f"caseloop {settings.service_name}: the development profile takes well-known keys; it serves only on "
+            f"127.0.0.1, not {settings.host}. Configure CASELOOP_API_KEYS_FILE or CASELOOP_JWT_* and drop "
+            "CASELOOP_PROFILE=development to serve elsewhere."
+        )
+    try:
+        app = create_app()
+    except ValueError as error:
+        sys.exit(f"caseloop {settings.service_name}: cannot start: {error}")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -57,6 +57,7 @@ class RuntimeTables:
     processed_events: Table
     case_streams: Table
     case_events: Table
+    personal_data_reads: Table
 
 
 #: The runtime's tables a replay rebuilds: the case log, and which events were processed (not when).
@@ -69,6 +70,10 @@ RUNTIME_PROJECTIONS: dict[str, frozenset[str]] = {
 
 #: The runtime table a promotion must carry over from the live database: the service's own events.
 OUTBOX_TABLE = "outbox"
+
+#: The audit trail of reads of personal data: no event records a read, so no replay rebuilds it;
+#: a promotion carries it over like the outbox.
+PERSONAL_DATA_READS_TABLE = "personal_data_reads"
 
 
 def define_runtime_tables(metadata: MetaData) -> RuntimeTables:
@@ -124,7 +129,24 @@ def define_runtime_tables(metadata: MetaData) -> RuntimeTables:
         Column("occurred_at", UtcDateTime, nullable=False),
         Column("envelope", Text, nullable=False),
     )
-    return RuntimeTables(metadata, outbox, checkpoints, processed_events, case_streams, case_events)
+    # Who saw a reporter's name and phone, when, of which case and from where. Append-only: no
+    # route updates or deletes a row, and the service never prunes them (kept >= 180 days).
+    personal_data_reads = Table(
+        PERSONAL_DATA_READS_TABLE,
+        metadata,
+        Column("position", BigAutoId, primary_key=True, autoincrement=True),
+        Column("read_at", UtcDateTime, nullable=False, index=True),
+        Column("subject", String(128), nullable=False, index=True),
+        Column("role", String(32), nullable=False),
+        Column("unit_id", String(64), nullable=True),
+        Column("source_system", String(64), nullable=True),
+        Column("case_id", String(36), nullable=False, index=True),
+        Column("resource", String(200), nullable=False),
+        Column("client_address", String(64), nullable=True),
+    )
+    return RuntimeTables(
+        metadata, outbox, checkpoints, processed_events, case_streams, case_events, personal_data_reads
+    )
 
 
 def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:

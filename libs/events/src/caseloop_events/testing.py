@@ -10,14 +10,17 @@ default ``postgresql+asyncpg://postgres@127.0.0.1:5432/postgres``) are used.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy.engine import make_url
@@ -25,6 +28,51 @@ from sqlalchemy.engine import make_url
 from caseloop_events.broker import BrokerKind, LocalBroker
 from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, new_event
 from caseloop_events.kafka import KafkaSettings, event_headers, event_key
+
+# Services built or started by the tests take the development keys (DevelopmentCaller sends them),
+# and no rate limit slows the suites' polling; the auth and rate-limit tests configure both.
+os.environ.setdefault("CASELOOP_PROFILE", "development")
+os.environ.setdefault("CASELOOP_RATE_LIMIT_PER_SECOND", "0")
+
+_UNIT_COMMAND = re.compile(r"/v1/cases/[^/]+/(acknowledge|result|extension|return|transfer)$")
+_UNIT_INBOX = re.compile(r"/v1/units/([^/]+)/cases$")
+
+
+def development_key_for(method: str, path: str, body: dict[str, object]) -> str:
+    """The development key of who would send this request in real use: the source system it
+    reports for, the unit that acts, a triage officer for judgments, else a district supervisor."""
+    if method == "POST" and path.endswith("/v1/cases"):
+        return f"dev:source_system:{body.get('source_system', '')}"
+    if method == "POST" and path.endswith("/v1/screenings"):
+        return "dev:source_system:grid-screening"
+    if method == "POST" and _UNIT_COMMAND.search(path):
+        return f"dev:unit:{body.get('unit_id', '')}"
+    if inbox := _UNIT_INBOX.search(path):
+        return f"dev:unit:{inbox.group(1)}"
+    if (method == "POST" and path.endswith("/judgment")) or path.endswith("/review-queue"):
+        return "dev:triage_officer"
+    if path.startswith("/v1/audit/"):
+        return "dev:auditor"
+    return "dev:supervisor"
+
+
+class DevelopmentCaller(httpx.Auth):
+    """Sends each request with the development key of the caller it stands for (see
+    :func:`development_key_for`), unless the request carries credentials of its own."""
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if "X-API-Key" not in request.headers and "Authorization" not in request.headers:
+            body: dict[str, object] = {}
+            try:
+                content = request.content
+            except httpx.RequestNotRead:  # a streamed body: its caller is the path's
+                content = b""
+            if request.headers.get("Content-Type", "").startswith("application/json") and content:
+                loaded = json.loads(content)
+                body = loaded if isinstance(loaded, dict) else {}
+            request.headers["X-API-Key"] = development_key_for(request.method, request.url.path, body)
+        yield request
+
 
 LOCAL_POSTGRES_URL = os.environ.get(
     "CASELOOP_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

@@ -7,7 +7,7 @@ from caseloop_events.serve import serve
 
 def main() -> None:
     settings = DispatchSettings()
-    serve(create_app(settings), settings)
+    serve(lambda: create_app(settings), settings)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from caseloop_events.clock import Clock, clock_from_environment
 from caseloop_events.envelope import Producer
 from caseloop_events.http import service_app
 from caseloop_events.kafka import KafkaSettings
+from caseloop_events.personal_data import audit_router
 from caseloop_events.reference import default_reference_dir, load_reference_data
 from caseloop_events.runtime import ServiceRuntime
 from caseloop_events.unit_of_work import Database
@@ -55,6 +56,8 @@ def create_app(
         summary="Assignment (交办): routes judged cases to the responsible unit and takes the unit's answers.",
         runtime=runtime,
         services=services,
-        routers=[router],
+        routers=[router, audit_router()],
+        authenticator=settings.authenticator(),
+        rate_limiter=settings.rate_limiter(),
         max_body_bytes=settings.max_body_bytes,
     )

@@ -26,7 +26,7 @@ from caseloop_events.contracts.supervision import CaseReopened
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
 from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, deterministic_id, event_caused_by, new_event
 from caseloop_events.kafka import KafkaSettings
-from caseloop_events.testing import publish, read_events
+from caseloop_events.testing import DevelopmentCaller, publish, read_events
 
 GRID = "3301100010010101"
 TOWN = GRID[:9]
@@ -79,7 +79,9 @@ async def dispatch(
     app: FastAPI = create_app(DispatchSettings(database_url=database_url, CASELOOP_DATA_DIR=tmp_path), kafka_settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://dispatch") as client:
+        async with httpx.AsyncClient(
+            transport=transport, auth=DevelopmentCaller(), base_url="http://dispatch"
+        ) as client:
             yield client
 
 
@@ -176,7 +178,7 @@ async def test_the_assigned_unit_acknowledges_and_reports_the_result_over_http(
     assert result.payload.evidence == ("https://e.example/after.jpg",)
 
 
-async def test_another_unit_acknowledging_gets_a_409_problem_naming_the_assigned_unit(
+async def test_another_unit_acknowledging_is_forbidden_with_a_problem_naming_the_unit(
     dispatch: httpx.AsyncClient, kafka_settings: KafkaSettings
 ) -> None:
     accepted, _, _ = await a_road_damage_case_assigned(kafka_settings, "DSP-WRONG-1")
@@ -185,10 +187,10 @@ async def test_another_unit_acknowledging_gets_a_409_problem_naming_the_assigned
         f"/v1/cases/{accepted.case_id}/acknowledge", json={"unit_id": "U-POLICE", "by": "zhao.lei"}
     )
 
-    assert response.status_code == 409
+    assert response.status_code == 403
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["rule"] == "NotAssignedToThisUnit"
-    assert UNIT in response.json()["detail"]
+    assert "U-POLICE" in response.json()["detail"]
+    assert (await dispatch.get(f"/v1/cases/{accepted.case_id}/assignment")).json()["status"] == "assigned"
 
 
 async def test_a_result_before_acknowledgement_gets_a_409(
@@ -230,8 +232,9 @@ async def test_unknown_units_and_cases_are_named_in_the_error(dispatch: httpx.As
     no_assignment = await dispatch.get(f"/v1/cases/{uuid.uuid4()}/assignment")
 
     assert unknown_inbox.status_code == 404
-    assert unknown_actor.status_code == 422
-    assert [e["field"] for e in unknown_actor.json()["errors"]] == ["unit_id"]
+    # A unit acts only on cases assigned to it: for a case dispatch does not know, that is a 404
+    # whatever unit asks.
+    assert unknown_actor.status_code == 404
     assert unknown_case.status_code == 404
     assert no_assignment.status_code == 404
 

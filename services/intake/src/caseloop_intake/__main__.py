@@ -7,7 +7,7 @@ from caseloop_intake.config import IntakeSettings
 
 def main() -> None:
     settings = IntakeSettings()
-    serve(create_app(settings), settings)
+    serve(lambda: create_app(settings), settings)
 
 
 if __name__ == "__main__":

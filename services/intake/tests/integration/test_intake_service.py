@@ -28,7 +28,7 @@ from caseloop_events.contracts.supervision import CaseClosed, CaseReopened, Case
 from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, Producer, new_event
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.runtime import ServiceRuntime
-from caseloop_events.testing import eventually, publish, read_events
+from caseloop_events.testing import DevelopmentCaller, eventually, publish, read_events
 from caseloop_intake.app import create_app
 from caseloop_intake.config import IntakeSettings
 from caseloop_intake.service_layer import idempotency
@@ -127,7 +127,7 @@ async def intake(database_url: str, kafka_settings: KafkaSettings, tmp_path: Pat
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+        async with httpx.AsyncClient(transport=transport, auth=DevelopmentCaller(), base_url="http://intake") as client:
             intake = Intake(client, app.state.runtime, kafka_settings, clock)
             yield intake
             # Stop only once the relay is idle: on Python 3.11 its asyncio.wait_for swallows a

@@ -7,7 +7,7 @@ from caseloop_supervision.config import SupervisionSettings
 
 def main() -> None:
     settings = SupervisionSettings()
-    serve(create_app(settings), settings)
+    serve(lambda: create_app(settings), settings)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from caseloop_events.contracts.supervision import CLOCK_AND_NOTICE_EVENTS, Feedb
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
 from caseloop_events.envelope import Envelope, EventPayload, Producer, deterministic_id, event_answering
 from caseloop_events.kafka import KafkaSettings
-from caseloop_events.testing import causal_chain, eventually, publish, read_events
+from caseloop_events.testing import DevelopmentCaller, causal_chain, eventually, publish, read_events
 from caseloop_supervision.app import create_app
 from caseloop_supervision.config import SupervisionSettings
 
@@ -52,7 +52,10 @@ async def supervision(
 async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The app running (consumer, relay, background jobs) and a client for its API."""
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://s") as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, auth=DevelopmentCaller(), base_url="http://s") as client,
+    ):
         yield client
 
 

@@ -7,7 +7,7 @@ from caseloop_triage.config import TriageSettings
 
 def main() -> None:
     settings = TriageSettings()
-    serve(create_app(settings), settings)
+    serve(lambda: create_app(settings), settings)
 
 
 if __name__ == "__main__":

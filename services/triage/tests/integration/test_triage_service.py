@@ -32,7 +32,7 @@ from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview
 from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, Producer, event_caused_by, new_event
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.runtime import ServiceRuntime
-from caseloop_events.testing import eventually, publish, read_events, read_topic
+from caseloop_events.testing import DevelopmentCaller, eventually, publish, read_events, read_topic
 from caseloop_triage.app import create_app
 from caseloop_triage.config import TriageSettings
 
@@ -155,7 +155,7 @@ async def triage(database_url: str, kafka_settings: KafkaSettings, tmp_path: Pat
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://triage") as client:
+        async with httpx.AsyncClient(transport=transport, auth=DevelopmentCaller(), base_url="http://triage") as client:
             triage = Triage(client, app.state.runtime, kafka_settings)
             yield triage
             # Stop only once the relay is idle: on Python 3.11 its asyncio.wait_for swallows a

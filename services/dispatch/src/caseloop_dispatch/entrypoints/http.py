@@ -27,6 +27,7 @@ from caseloop_dispatch.entrypoints.schemas import (
 from caseloop_dispatch.service_layer import handlers, views
 from caseloop_dispatch.service_layer.handlers import DispatchServices
 from caseloop_dispatch.service_layer.views import AssignmentView, InboxPage
+from caseloop_events.auth import Forbidden, Principal, Role, admits
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.http import CorrelationId, PageOffset
 
@@ -40,27 +41,49 @@ Services = Annotated[DispatchServices, Depends(get_services)]
 
 router = APIRouter(prefix="/v1", tags=["assignment"])
 
+Unit = Annotated[Principal, Depends(admits(Role.UNIT))]
+Supervisor = Annotated[Principal, Depends(admits(Role.SUPERVISOR))]
+UnitOrSupervisor = Annotated[Principal, Depends(admits(Role.UNIT, Role.SUPERVISOR))]
+
+
+async def _require_case_access(services: DispatchServices, caller: Principal, case_id: UUID) -> AssignmentView:
+    """The case's assignment, if the caller may see it: a unit it is assigned to (lead or assisting),
+    or a supervisor of its region; 403 else."""
+    assignment = await views.assignment(services.database, case_id)
+    caller.require_unit([assignment.unit_id, *assignment.assisting_unit_ids])
+    caller.require_region(assignment.town_code)
+    return assignment
+
+
+async def _require_acting_unit(services: DispatchServices, caller: Principal, case_id: UUID, unit_id: str) -> None:
+    """A unit acts only in its own name, and only on a case assigned to it (403 else)."""
+    if unit_id != caller.unit_id:
+        raise Forbidden(f"unit {caller.unit_id} may not act as unit {unit_id}")
+    await _require_case_access(services, caller, case_id)
+
 
 @router.get("/cases/{case_id}/assignment", response_model=AssignmentView)
-async def read_assignment(case_id: UUID, services: Services) -> AssignmentView:
-    """The unit a case is assigned to, why, and where it stands."""
-    return await views.assignment(services.database, case_id)
+async def read_assignment(case_id: UUID, services: Services, caller: UnitOrSupervisor) -> AssignmentView:
+    """The unit a case is assigned to, why, and where it stands (for its units and its region's supervisors)."""
+    return await _require_case_access(services, caller, case_id)
 
 
 @router.post("/cases/{case_id}/acknowledge", response_model=AssignmentView)
 async def acknowledge_case(
-    case_id: UUID, body: AcknowledgementCreate, services: Services, correlation_id: CorrelationId
+    case_id: UUID, body: AcknowledgementCreate, services: Services, correlation_id: CorrelationId, caller: Unit
 ) -> AssignmentView:
     """The assigned unit signs for the case (签收); its handling clock starts."""
+    await _require_acting_unit(services, caller, case_id, body.unit_id)
     command = AcknowledgeCase(case_id=case_id, unit_id=body.unit_id, by=body.by, now=services.clock.now())
     return await handlers.acknowledge_case(services, command, correlation_id)
 
 
 @router.post("/cases/{case_id}/result", response_model=AssignmentView)
 async def report_result(
-    case_id: UUID, body: ResultCreate, services: Services, correlation_id: CorrelationId
+    case_id: UUID, body: ResultCreate, services: Services, correlation_id: CorrelationId, caller: Unit
 ) -> AssignmentView:
     """The assigned unit reports the case handled (办结), with what it did."""
+    await _require_acting_unit(services, caller, case_id, body.unit_id)
     command = ReportResult(
         case_id=case_id,
         unit_id=body.unit_id,
@@ -74,10 +97,11 @@ async def report_result(
 
 @router.post("/cases/{case_id}/extension", response_model=AssignmentView)
 async def request_extension(
-    case_id: UUID, body: ExtensionCreate, services: Services, correlation_id: CorrelationId
+    case_id: UUID, body: ExtensionCreate, services: Services, correlation_id: CorrelationId, caller: Unit
 ) -> AssignmentView:
     """The lead unit asks for more time (延期), with its reason and the deadline it needs; a supervisor
     approves or refuses it in supervision (``POST /v1/cases/{case_id}/extension/decision``)."""
+    await _require_acting_unit(services, caller, case_id, body.unit_id)
     command = RequestExtension(
         case_id=case_id,
         unit_id=body.unit_id,
@@ -91,11 +115,12 @@ async def request_extension(
 
 @router.post("/cases/{case_id}/return", response_model=AssignmentView)
 async def return_case(
-    case_id: UUID, body: ReturnCreate, services: Services, correlation_id: CorrelationId
+    case_id: UUID, body: ReturnCreate, services: Services, correlation_id: CorrelationId, caller: Unit
 ) -> AssignmentView:
     """The lead unit returns the case (退单) with a reason; dispatch re-routes it at once to another unit
     that answers for it (never one that returned it), or to the fallback owner once the returns reach the
     limit. Fallback owners cannot return."""
+    await _require_acting_unit(services, caller, case_id, body.unit_id)
     command = ReturnCase(
         case_id=case_id, unit_id=body.unit_id, by=body.by, reason=body.reason, now=services.clock.now()
     )
@@ -104,9 +129,10 @@ async def return_case(
 
 @router.post("/cases/{case_id}/transfer", response_model=AssignmentView)
 async def transfer_case(
-    case_id: UUID, body: TransferCreate, services: Services, correlation_id: CorrelationId
+    case_id: UUID, body: TransferCreate, services: Services, correlation_id: CorrelationId, caller: Unit
 ) -> AssignmentView:
     """The lead unit hands the case to a named unit (转派) with a reason, within the transfer limit."""
+    await _require_acting_unit(services, caller, case_id, body.unit_id)
     command = TransferCase(
         case_id=case_id,
         unit_id=body.unit_id,
@@ -120,10 +146,11 @@ async def transfer_case(
 
 @router.post("/cases/{case_id}/assignment", response_model=AssignmentView)
 async def assign_jointly(
-    case_id: UUID, body: JointAssignmentCreate, services: Services, correlation_id: CorrelationId
+    case_id: UUID, body: JointAssignmentCreate, services: Services, correlation_id: CorrelationId, caller: Supervisor
 ) -> AssignmentView:
     """A dispatcher assigns a lead unit and assisting units together, before the lead acknowledges.
     Only the lead answers for the case; assisting units see it in their inbox."""
+    await _require_case_access(services, caller, case_id)
     command = AssignJointly(
         case_id=case_id,
         lead_unit_id=body.lead_unit_id,
@@ -138,12 +165,14 @@ async def assign_jointly(
 @router.get("/units/{unit_id}/cases", response_model=InboxPage)
 async def unit_inbox(
     services: Services,
+    caller: UnitOrSupervisor,
     unit_id: Annotated[str, Path(max_length=64)],
     status: CaseStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: PageOffset = 0,
 ) -> InboxPage:
-    """A unit's inbox: the cases it leads or assists, newest assignment first."""
+    """A unit's inbox: the cases it leads or assists, newest assignment first (a unit reads its own)."""
+    caller.require_unit([unit_id])
     return await views.unit_inbox(services.database, services.reference, unit_id, status, limit, offset)
 
 

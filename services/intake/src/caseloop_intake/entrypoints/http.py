@@ -9,10 +9,12 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from caseloop_events.auth import Principal, Role, admits
 from caseloop_events.contracts.intake import Reporter
-from caseloop_events.envelope import Actor, ActorRole
 from caseloop_events.http import CorrelationId, PageOffset
+from caseloop_events.personal_data import masked_reporter, may_see_personal_data, record_read
 from caseloop_intake.domain.model import (
+    GRID_SCREENING_SOURCE,
     Hazard,
     IntakeCase,
     LocationGiven,
@@ -49,6 +51,10 @@ Services = Annotated[IntakeServices, Depends(get_services)]
 
 router = APIRouter(prefix="/v1", tags=["screening"])
 
+SourceSystem = Annotated[Principal, Depends(admits(Role.SOURCE_SYSTEM))]
+Supervisor = Annotated[Principal, Depends(admits(Role.SUPERVISOR))]
+CaseReader = Annotated[Principal, Depends(admits(Role.SOURCE_SYSTEM, Role.SUPERVISOR, Role.TRIAGE_OFFICER))]
+
 
 IdempotencyKey = Annotated[
     str | None,
@@ -77,21 +83,23 @@ async def report_case(
     services: Services,
     correlation_id: CorrelationId,
     response: Response,
+    caller: SourceSystem,
     idempotency_key: IdempotencyKey = None,
 ) -> CaseCreated | JSONResponse:
     """Report a case: accepted for judgment, linked to the open case it repeats, or rejected (and kept).
 
     The same source_system and external_id always give the same case; an Idempotency-Key makes
-    the request itself safe to retry."""
+    the request itself safe to retry. A source system reports only under its own name (403 else)."""
+    caller.require_source_system(body.source_system)
     if idempotency_key is None:
-        return await _report(body, services, correlation_id, response)
+        return await _report(body, services, correlation_id, response, caller)
     scope, print_ = body.source_system, idempotency.fingerprint(body.model_dump_json().encode())
     stored = await idempotency.begin(services.database, scope, idempotency_key, print_, services.clock.now())
     if stored is not None:
         headers = {"Location": stored.location} if stored.location else None
         return JSONResponse(json.loads(stored.body), status_code=stored.status_code, headers=headers)
     try:
-        created = await _report(body, services, correlation_id, response)
+        created = await _report(body, services, correlation_id, response, caller)
     except BaseException:
         await idempotency.release(services.database, scope, idempotency_key)
         raise
@@ -102,7 +110,9 @@ async def report_case(
     return created
 
 
-async def _report(body: CaseCreate, services: IntakeServices, correlation_id: UUID, response: Response) -> CaseCreated:
+async def _report(
+    body: CaseCreate, services: IntakeServices, correlation_id: UUID, response: Response, caller: Principal
+) -> CaseCreated:
     command = ReportCase(
         source_system=body.source_system,
         external_id=body.external_id,
@@ -114,7 +124,7 @@ async def _report(body: CaseCreate, services: IntakeServices, correlation_id: UU
         occurred_at=body.occurred_at,
         attachments=tuple(str(url) for url in body.attachments),
         callback_url=str(body.callback_url) if body.callback_url is not None else None,
-        reported_by=Actor(id=body.source_system, role=ActorRole.SOURCE_SYSTEM),
+        reported_by=caller.actor(),
         now=services.clock.now(),
     )
     outcome = await handlers.report_case(services, command, correlation_id)
@@ -130,11 +140,13 @@ async def _report(body: CaseCreate, services: IntakeServices, correlation_id: UU
     responses={200: {"model": ScreeningRead, "description": "the round was posted before: the same cases"}},
 )
 async def screen_round(
-    body: ScreeningCreate, services: Services, correlation_id: CorrelationId, response: Response
+    body: ScreeningCreate, services: Services, correlation_id: CorrelationId, response: Response, caller: SourceSystem
 ) -> ScreeningRead:
     """A grid worker's daily screening round (日排查): each hazard is screened like a report of its own.
 
-    201 when any hazard became a new case; the same round again answers 200 with the same cases."""
+    201 when any hazard became a new case; the same round again answers 200 with the same cases.
+    Posted by the grid workers' app, the source system ``grid-screening``."""
+    caller.require_source_system(GRID_SCREENING_SOURCE)
     command = ScreenRound(
         grid_code=body.grid_code,
         worker_id=body.worker_id,
@@ -166,27 +178,64 @@ async def screen_round(
 
 
 @router.get("/cases/{case_id}", response_model=CaseRead)
-async def read_case(case_id: UUID, services: Services) -> CaseRead:
-    """What intake holds about a case: the report, and whether it was accepted, rejected, linked or merged."""
-    return _case_read(await handlers.get_case(services, case_id))
+async def read_case(case_id: UUID, services: Services, caller: CaseReader, request: Request) -> CaseRead:
+    """What intake holds about a case: the report, and whether it was accepted, rejected, linked or merged.
+
+    A source system reads its own cases, supervisors and triage officers those of their region. The
+    reporter's name and phone are whole for the reporting system and supervisors (each such read is
+    recorded for the auditor), masked for everyone else."""
+    case = await handlers.get_case(services, case_id)
+    _require_access(caller, case)
+    read = _case_read(case)
+    if read.reporter is None:
+        return read
+    if may_see_personal_data(caller, source_system=read.source_system, unit_ids=(), place_code=_town_of(case)):
+        await record_read(services.database, caller, case_id, request)
+        return read
+    return _reporter_masked(read)
 
 
 @router.post("/cases/{case_id}/merge", response_model=CaseRead, tags=["supervision"])
-async def merge_case(case_id: UUID, body: MergeCreate, services: Services, correlation_id: CorrelationId) -> CaseRead:
+async def merge_case(
+    case_id: UUID, body: MergeCreate, services: Services, correlation_id: CorrelationId, caller: Supervisor
+) -> CaseRead:
     """A supervisor merges the case into an accepted, open case it repeats; the merged case stops where it stands."""
+    _require_access(caller, await handlers.get_case(services, case_id))
     command = MergeCase(
         case_id=case_id, into_case_id=body.into_case_id, by=body.by, reason=body.reason, now=services.clock.now()
     )
-    return _case_read(await handlers.merge_case(services, command, correlation_id))
+    return _reporter_masked(_case_read(await handlers.merge_case(services, command, correlation_id)))
 
 
 @router.post("/cases/{case_id}/unmerge", response_model=CaseRead, tags=["supervision"])
 async def unmerge_case(
-    case_id: UUID, body: UnmergeCreate, services: Services, correlation_id: CorrelationId
+    case_id: UUID, body: UnmergeCreate, services: Services, correlation_id: CorrelationId, caller: Supervisor
 ) -> CaseRead:
     """A supervisor undoes a merge or a duplicate link; an unlinked duplicate is accepted for judgment."""
+    _require_access(caller, await handlers.get_case(services, case_id))
     command = UnmergeCase(case_id=case_id, by=body.by, reason=body.reason, now=services.clock.now())
-    return _case_read(await handlers.unmerge_case(services, command, correlation_id))
+    return _reporter_masked(_case_read(await handlers.unmerge_case(services, command, correlation_id)))
+
+
+def _town_of(case: IntakeCase) -> str | None:
+    return case.report.location.town_code if case.report is not None else None
+
+
+def _require_access(caller: Principal, case: IntakeCase) -> None:
+    """403 unless the case is the calling system's own, or lies in the caller's region."""
+    told = case.report if case.report is not None else case.rejected
+    if caller.role is Role.SOURCE_SYSTEM:
+        caller.require_source_system(told.source_system if told is not None else None)
+    else:
+        caller.require_region(_town_of(case))
+
+
+def _reporter_masked(read: CaseRead) -> CaseRead:
+    """The case with its reporter's name and phone masked (a command's answer, or a caller who may
+    not see them: read the case for them whole)."""
+    if read.reporter is None:
+        return read
+    return read.model_copy(update={"reporter": Reporter.model_validate(masked_reporter(read.reporter.model_dump()))})
 
 
 def _case_created(case: IntakeCase) -> CaseCreated:

@@ -11,9 +11,16 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
+from caseloop_events.auth import Caller, Principal, Role, admits
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.supervision import Rating, RegionMode
 from caseloop_events.http import CorrelationId, PageOffset, RequestBody
+from caseloop_events.personal_data import (
+    holds_personal_data,
+    may_see_personal_data,
+    record_read,
+    with_personal_data_masked,
+)
 from caseloop_events.reference import HandlingLevel
 from caseloop_events.timeline import CaseTimeline, render_text
 from caseloop_supervision.domain.clocks import DecideExtension, UrgeCase
@@ -99,10 +106,31 @@ region_router = APIRouter(prefix="/v1/regions", tags=["emergency mode"])
 report_router = APIRouter(prefix="/v1/reports", tags=["reports"])
 router = case_router
 
+Supervisor = Annotated[Principal, Depends(admits(Role.SUPERVISOR))]
+ListReader = Annotated[Principal, Depends(admits(Role.SUPERVISOR, Role.UNIT))]
+CaseReader = Annotated[Principal, Depends(admits(Role.SUPERVISOR, Role.UNIT, Role.SOURCE_SYSTEM))]
+TimelineReader = Annotated[Principal, Depends(admits(Role.SUPERVISOR, Role.UNIT, Role.SOURCE_SYSTEM, Role.OPERATOR))]
+Evaluator = Annotated[Principal, Depends(admits(Role.SUPERVISOR, Role.SOURCE_SYSTEM))]
+
+
+def _units_of(view: CaseView) -> list[str | None]:
+    return [view.unit_id, *view.assisting_unit_ids]
+
+
+async def _require_case_access(services: SupervisionServices, caller: Principal, case_id: UUID) -> CaseView:
+    """The case as it stands, if the caller may see it: the system that reported it, a unit it is
+    assigned to, a supervisor of its region (operators read timelines, masked); 403 else."""
+    view = await handlers.get_case(services, case_id)
+    caller.require_source_system(view.source_system)
+    caller.require_unit(_units_of(view))
+    caller.require_region(view.town_code)
+    return view
+
 
 @router.get("", response_model=CasePage)
 async def list_cases(
     services: Services,
+    caller: ListReader,
     status: CaseStatus | None = None,
     town_code: Annotated[str | None, Query(max_length=32)] = None,
     unit_id: Annotated[str | None, Query(max_length=64, description="the lead or an assisting unit")] = None,
@@ -122,11 +150,16 @@ async def list_cases(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: PageOffset = 0,
 ) -> CasePage:
-    """Cases, most recently changed first, filtered by status, town, unit, campaign, returns, deadline and notices."""
+    """Cases, most recently changed first, filtered by status, town, unit, campaign, returns, deadline and notices.
+
+    A unit lists its own cases, a supervisor scoped to a town that town's (403 for another's)."""
+    if caller.role is Role.UNIT:
+        caller.require_unit([unit_id or caller.unit_id])
+        unit_id = caller.unit_id
     return await handlers.list_cases(
         services,
         status=status.value if status else None,
-        town_code=town_code,
+        town_code=caller.narrowed_to_region(town_code),
         unit_id=unit_id,
         campaign_id=campaign_id,
         returned_more_than_once=returned_more_than_once,
@@ -153,13 +186,14 @@ class TimelineFormat(StrEnum):
 
 
 @router.get("/{case_id}", response_model=CaseView)
-async def read_case(case_id: UUID, services: Services, as_of: AsOf = None) -> CaseView:
+async def read_case(case_id: UUID, services: Services, caller: CaseReader, as_of: AsOf = None) -> CaseView:
     """Where the case stands, who holds it, how it got there, and where its feedback stands.
 
     With ``as_of``: the case folded from its events up to that time, its clocks' time left or overdue
     as they stood then (feedback queued but not yet attempted is not shown: no event records it).
     """
-    return await handlers.get_case(services, case_id, as_of)
+    view = await _require_case_access(services, caller, case_id)
+    return view if as_of is None else await handlers.get_case(services, case_id, as_of)
 
 
 @router.get(
@@ -170,6 +204,8 @@ async def read_case(case_id: UUID, services: Services, as_of: AsOf = None) -> Ca
 async def read_timeline(
     case_id: UUID,
     services: Services,
+    caller: TimelineReader,
+    request: Request,
     output: Annotated[
         TimelineFormat,
         Query(alias="format", description="json (the default), or text: one line per event, for a terminal"),
@@ -180,8 +216,19 @@ async def read_timeline(
     sits; the status they lead to and how long each stage took in its latest round.
 
     ``format=text`` answers the same as plain text; ``as_of`` keeps the events that occurred by then.
+    The reporter's name and phone are whole for the reporting system, the case's units and its
+    region's supervisors (each such read is recorded for the auditor), masked for operators.
     """
+    view = await _require_case_access(services, caller, case_id)
     timeline = await handlers.get_timeline(services, case_id, as_of)
+    if holds_personal_data(timeline):
+        entitled = may_see_personal_data(
+            caller, source_system=view.source_system, unit_ids=_units_of(view), place_code=view.town_code
+        )
+        if entitled:
+            await record_read(services.database, caller, case_id, request)
+        else:
+            timeline = with_personal_data_masked(timeline)
     if output is TimelineFormat.TEXT:
         return PlainTextResponse(render_text(timeline))
     return timeline
@@ -189,9 +236,10 @@ async def read_timeline(
 
 @router.post("/{case_id}/verification", response_model=CaseView)
 async def verify_result(
-    case_id: UUID, body: VerificationIn, services: Services, correlation_id: CorrelationId
+    case_id: UUID, body: VerificationIn, services: Services, correlation_id: CorrelationId, caller: Supervisor
 ) -> CaseView:
     """Verify the unit's reported result (核查); failing sends the case back for rework."""
+    await _require_case_access(services, caller, case_id)
     command = VerifyResult(
         passed=body.passed, by=body.by, note=body.note, now=services.clock.now(), correlation_id=correlation_id
     )
@@ -200,10 +248,11 @@ async def verify_result(
 
 @router.post("/{case_id}/evaluation", response_model=CaseView)
 async def evaluate_handling(
-    case_id: UUID, body: EvaluationIn, services: Services, correlation_id: CorrelationId
+    case_id: UUID, body: EvaluationIn, services: Services, correlation_id: CorrelationId, caller: Evaluator
 ) -> CaseView:
     """The citizen's evaluation (回访评价); satisfied or basically satisfied closes the case, unsatisfied
-    reopens it (重办)."""
+    reopens it (重办). Posted by a supervisor, or by the source system the citizen answered."""
+    await _require_case_access(services, caller, case_id)
     command = EvaluateHandling(
         rating=body.rating, comment=body.comment, now=services.clock.now(), correlation_id=correlation_id
     )
@@ -211,17 +260,21 @@ async def evaluate_handling(
 
 
 @router.post("/{case_id}/urge", response_model=CaseView)
-async def urge_case(case_id: UUID, body: UrgingIn, services: Services, correlation_id: CorrelationId) -> CaseView:
+async def urge_case(
+    case_id: UUID, body: UrgingIn, services: Services, correlation_id: CorrelationId, caller: Supervisor
+) -> CaseView:
     """Urge the unit holding the case (催办), at any time while the case is open."""
+    await _require_case_access(services, caller, case_id)
     command = UrgeCase(by=body.by, note=body.note, now=services.clock.now(), correlation_id=correlation_id)
     return await handlers.urge_case(services, case_id, command)
 
 
 @router.post("/{case_id}/extension/decision", response_model=CaseView)
 async def decide_on_extension(
-    case_id: UUID, body: ExtensionDecisionIn, services: Services, correlation_id: CorrelationId
+    case_id: UUID, body: ExtensionDecisionIn, services: Services, correlation_id: CorrelationId, caller: Supervisor
 ) -> CaseView:
     """Approve or refuse the unit's extension request (延期审批); approval moves the handling deadline."""
+    await _require_case_access(services, caller, case_id)
     command = DecideExtension(
         approved=body.approved,
         by=body.by,
@@ -238,10 +291,12 @@ RegionCode = Annotated[str, Path(pattern=r"^\d{6}(\d{3})?$", description="the di
 
 @region_router.post("/{region_code}/mode", response_model=RegionModeOut)
 async def switch_region_mode(
-    region_code: RegionCode, body: RegionModeIn, services: Services, correlation_id: CorrelationId
+    region_code: RegionCode, body: RegionModeIn, services: Services, correlation_id: CorrelationId, caller: Supervisor
 ) -> RegionModeOut:
     """Switch a town or the district into emergency mode (平战转换) or back to normal; its open cases
-    move onto the emergency SLA profile (or back) at once. Switching to the mode it is in changes nothing."""
+    move onto the emergency SLA profile (or back) at once. Switching to the mode it is in changes nothing.
+    A supervisor switches only within their region (a town's supervisor: that town)."""
+    caller.require_region(region_code)
     command = SwitchRegionMode(
         region_code=region_code,
         mode=body.mode,
@@ -255,7 +310,7 @@ async def switch_region_mode(
 
 
 @region_router.get("/{region_code}/mode", response_model=RegionModeOut)
-async def read_region_mode(region_code: RegionCode, services: Services) -> RegionModeOut:
+async def read_region_mode(region_code: RegionCode, services: Services, _: Caller) -> RegionModeOut:
     """The mode a town or the district is in."""
     view = await handlers.get_region_mode(services, region_code)
     return RegionModeOut.model_validate(view, from_attributes=True)
@@ -264,12 +319,14 @@ async def read_region_mode(region_code: RegionCode, services: Services) -> Regio
 @report_router.get("/daily", response_model=DailyReportOut)
 async def daily_report(
     services: Services,
+    caller: Supervisor,
     date: Annotated[dt.date, Query(description="the day, region time (YYYY-MM-DD)")],
     town_code: Annotated[str | None, Query(max_length=32)] = None,
     unit_id: Annotated[str | None, Query(max_length=64, description="the lead unit at the end of the day")] = None,
 ) -> DailyReportOut:
     """The daily report (日报告), computed from the events: the same for a past day whenever it is asked."""
-    report = await handlers.get_daily_report(services, date, town_code=town_code, unit_id=unit_id)
+    town = caller.narrowed_to_region(town_code)
+    report = await handlers.get_daily_report(services, date, town_code=town, unit_id=unit_id)
     complete = handlers.day_is_over(date, services.clock.now())
     return DailyReportOut(
         **{name: getattr(report, name) for name in DailyReportOut.model_fields if name != "complete"},

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from caseloop_events.auth import Principal, Role, admits
 from caseloop_events.http import CorrelationId, PageOffset
 from caseloop_triage.domain.judgment import OfficerChoice
 from caseloop_triage.domain.model import JudgeCase, Judgment
@@ -25,16 +26,19 @@ Services = Annotated[TriageServices, Depends(get_services)]
 
 router = APIRouter(prefix="/v1", tags=["judgment"])
 
+TriageOfficer = Annotated[Principal, Depends(admits(Role.TRIAGE_OFFICER))]
+JudgmentReader = Annotated[Principal, Depends(admits(Role.TRIAGE_OFFICER, Role.SUPERVISOR))]
+
 
 @router.get("/cases/{case_id}/judgment", response_model=JudgmentRead)
-async def read_judgment(case_id: UUID, services: Services) -> JudgmentRead:
+async def read_judgment(case_id: UUID, services: Services, _: JudgmentReader) -> JudgmentRead:
     """How triage judged the case: category, risk, campaigns, handling level, deadline tier and why."""
     return _judgment_read(case_id, await handlers.get_judgment(services, case_id), services)
 
 
 @router.post("/cases/{case_id}/judgment", response_model=JudgmentRead)
 async def judge_case(
-    case_id: UUID, body: JudgmentCreate, services: Services, correlation_id: CorrelationId
+    case_id: UUID, body: JudgmentCreate, services: Services, correlation_id: CorrelationId, _: TriageOfficer
 ) -> JudgmentRead:
     """An officer judges a case the rules sent for review, or re-judges a judged case (give a reason)."""
     choice = OfficerChoice(
@@ -53,12 +57,15 @@ async def judge_case(
 @router.get("/review-queue", response_model=ReviewQueuePage)
 async def review_queue(
     services: Services,
+    caller: JudgmentReader,
     town_code: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: PageOffset = 0,
 ) -> ReviewQueuePage:
-    """The cases awaiting an officer's judgment, the longest waiting first."""
-    return await views.review_queue_page(services.database, town_code, limit, offset)
+    """The cases awaiting an officer's judgment, the longest waiting first; a caller scoped to a town
+    sees that town's (403 for another's)."""
+    town = caller.narrowed_to_region(town_code)
+    return await views.review_queue_page(services.database, town, limit, offset)
 
 
 def _judgment_read(case_id: UUID, judgment: Judgment, services: TriageServices) -> JudgmentRead:
