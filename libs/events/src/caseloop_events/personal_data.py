@@ -119,15 +119,17 @@ class PersonalDataReadPage(BaseModel):
     offset: int
 
 
+Auditor = Annotated[Principal, Depends(admits(Role.AUDITOR))]
+
+
 def audit_router() -> APIRouter:
     """``GET /v1/audit/personal-data-reads``, for the auditor role: oldest first, filtered."""
     router = APIRouter(prefix="/v1/audit", tags=["audit"])
-    auditor = Annotated[Principal, Depends(admits(Role.AUDITOR))]
 
     @router.get("/personal-data-reads", response_model=PersonalDataReadPage)
     async def personal_data_reads(
         request: Request,
-        _: auditor,
+        _: Auditor,
         case_id: UUID | None = None,
         subject: Annotated[str | None, Query(max_length=128)] = None,
         since: Annotated[AwareDatetime | None, Query(description="reads at or after this time")] = None,
