@@ -157,10 +157,11 @@ def new_api_key() -> str:
 
 
 class ApiKeyStore:
-    """The keys file, re-read when it changes (checked at most once a second)."""
+    """The keys file, re-read when it changes (checked at most every ``recheck_seconds``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, recheck_seconds: float = 1.0) -> None:
         self.path = path
+        self.recheck_seconds = recheck_seconds
         self._stamp: tuple[float, int] | None = None
         self._checked = 0.0
         self._principals: dict[str, Principal] = {}
@@ -185,7 +186,7 @@ class ApiKeyStore:
 
     def lookup(self, key: str) -> Principal | None:
         now = time.monotonic()
-        if now - self._checked >= 1.0:
+        if now - self._checked >= self.recheck_seconds:
             self._checked = now
             try:
                 self._reload()

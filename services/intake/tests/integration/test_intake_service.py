@@ -613,3 +613,20 @@ async def test_a_request_body_over_the_limit_is_413_problem_json_declared_or_str
     assert chunked.json()["title"] == "Request body too large"
     small = await intake.client.post("/v1/cases", json=a_report("INT-HUGE-2"))
     assert small.status_code == 201, "the limit leaves ordinary reports alone"
+
+
+async def test_a_client_over_its_rate_limit_gets_429_with_retry_after_and_others_go_on(tmp_path: Path) -> None:
+    settings = IntakeSettings(
+        CASELOOP_DATA_DIR=tmp_path, CASELOOP_RATE_LIMIT_PER_SECOND=0.5, CASELOOP_RATE_LIMIT_BURST=3
+    )
+    app = create_app(settings, KafkaSettings(), ManualClock(NOW))  # reference routes only: no lifespan needed
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+        hotline = {"X-API-Key": "dev:source_system:hotline-12345"}
+        answers = [await client.get("/v1/categories", headers=hotline) for _ in range(4)]
+        police = await client.get("/v1/categories", headers={"X-API-Key": "dev:source_system:police-110"})
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[3].headers["content-type"].startswith("application/problem+json")
+    assert answers[3].headers["Retry-After"] == "2"
+    assert police.status_code == 200, "the limit is per client"
