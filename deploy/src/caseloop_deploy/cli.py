@@ -43,6 +43,7 @@ from caseloop_deploy.logread import BrokerStalled, BrokerUnreachable, Position, 
 from caseloop_deploy.replay import replay_service
 from caseloop_deploy.republish import republish_service
 from caseloop_deploy.services import SERVICE_NAMES, ServiceSpec, UnknownService, service_spec
+from caseloop_events.auth import Principal, Role, describe_key_entry, new_api_key
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.personal_data import with_personal_data_masked
 from caseloop_events.timeline import build_timeline, render_text
@@ -58,6 +59,8 @@ app = typer.Typer(
 )
 deadletter_app = typer.Typer(help="Inspect and re-drive dead-lettered messages.", no_args_is_help=True)
 app.add_typer(deadletter_app, name="deadletter")
+apikey_app = typer.Typer(help="Issue API keys for calling systems, units and staff.", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
 
 
 class Service(StrEnum):
@@ -375,3 +378,30 @@ def deadletter_retry(
 
 def main() -> None:
     app()
+
+
+# ----------------------------------------------------------------------------- API keys
+
+
+@apikey_app.command("new")
+def new_key(
+    key_id: Annotated[
+        str, typer.Option("--id", help="names the key in logs and the audit trail, e.g. hotline-2026-11")
+    ],
+    role: Annotated[Role, typer.Option(help="the caller's role")],
+    source_system: Annotated[str | None, typer.Option(help="a source system's name (role source_system)")] = None,
+    unit_id: Annotated[str | None, typer.Option(help="the unit (role unit)")] = None,
+    region_code: Annotated[str | None, typer.Option(help="a town's or the district's code, to scope a role")] = None,
+) -> None:
+    """Make a new key: print the key once (hand it to the caller) and the line for the keys file
+    (CASELOOP_API_KEYS_FILE), which holds only its SHA-256. To rotate: add the new line, hand out
+    the key, then remove the old line; the services pick the file up within a second."""
+    try:
+        principal = Principal(
+            subject=key_id, role=role, source_system=source_system, unit_id=unit_id, region_code=region_code
+        )
+    except ValidationError as error:
+        _fail(f"not a valid caller: {error.errors()[0]['msg']}")
+    key = new_api_key()
+    typer.echo(f"key (give it to the caller; it is not stored anywhere): {key}")
+    typer.echo(f"keys file entry: {describe_key_entry(key_id, key, principal)}")
