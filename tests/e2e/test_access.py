@@ -363,3 +363,55 @@ async def test_a_rotated_key_works_at_once_and_the_old_one_stops(
         url = f"{world.api.dispatch}/v1/units"
         assert (await client.get(url, headers={"X-API-Key": new_key})).status_code == 200
         assert (await client.get(url, headers=old)).status_code == 401
+
+
+async def test_each_event_a_request_made_names_the_authenticated_caller(
+    world: World, credentials: tuple[Path, Path, Callable[[dict[str, Any]], str]]
+) -> None:
+    keys_file, _, _ = credentials
+    api, supervisor = world.api, world.headers["supervisor"]
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        created = await client.post(
+            f"{api.intake}/v1/cases",
+            headers=world.headers["source_own"],
+            json={
+                "source_system": SOURCE,
+                "external_id": "ACCESS-SUBJECT-1",
+                "title": "道路坑洼",
+                "description": "路面出现大坑，电动车容易摔倒",
+                "location": {"grid_code": world.grid},
+            },
+        )
+        case = f"/v1/cases/{created.json()['case_id']}"
+        assignment = await poll(
+            lambda: client.get(api.dispatch + case + "/assignment", headers=supervisor), lambda r: r.status_code == 200
+        )
+        unit, key = assignment.json()["unit_id"], f"clk_subject_{uuid.uuid4().hex}"
+        entries = json.loads(keys_file.read_text())["keys"]
+        write_keys(
+            keys_file,
+            [*entries, {"id": "key-the-cases-unit", "sha256": key_digest(key), "role": "unit", "unit_id": unit}],
+        )
+        await asyncio.sleep(1.1)
+        acknowledged = await client.post(
+            api.dispatch + case + "/acknowledge", headers={"X-API-Key": key}, json={"unit_id": unit, "by": "handler-7"}
+        )
+        assert acknowledged.status_code == 200, acknowledged.text
+        await poll(
+            lambda: client.get(api.supervision + case, headers=supervisor),
+            lambda r: r.status_code == 200 and r.json()["status"] == "acknowledged",
+        )
+        urged = await client.post(
+            api.supervision + case + "/urge", headers=supervisor, json={"by": "li.na", "note": "请尽快处理"}
+        )
+        assert urged.status_code == 200, urged.text
+        timeline = (await client.get(api.supervision + case + "/timeline", headers=supervisor)).json()
+    actors = {e["type"]: e["actor"] for e in timeline["events"]}
+
+    assert actors["case.accepted"]["subject"] == "key-source_own"
+    assert (actors["case.acknowledged"]["id"], actors["case.acknowledged"]["subject"]) == (
+        "handler-7",
+        "key-the-cases-unit",
+    )
+    assert (actors["case.urged"]["id"], actors["case.urged"]["subject"]) == ("li.na", "user-supervisor")
+    assert actors["case.judged"]["subject"] is None, "a rule's decision names no caller"

@@ -121,3 +121,47 @@ def test_a_v1_event_is_upcast_to_the_latest_version_when_read() -> None:
     event = Envelope.model_validate(data)
     assert event.schema_version == 2
     assert event.payload == _ProbeV2(first_name="Li", last_name="Lei")
+
+
+def test_an_event_written_before_actors_named_their_authenticated_caller_still_decodes() -> None:
+    data = golden("case.closed")
+    del data["actor"]["subject"]
+
+    assert Envelope.model_validate(data).actor.subject is None
+
+
+def test_an_act_made_during_a_request_names_the_authenticated_caller_but_a_rule_does_not() -> None:
+    from caseloop_events.contracts.supervision import CaseUrged
+    from caseloop_events.envelope import ACTING_SUBJECT, Actor, ActorRole, Producer, new_event
+
+    sample = Envelope.model_validate(golden("case.urged"))
+    token = ACTING_SUBJECT.set("key-supervisor-town-3")
+    try:
+        person = new_event(
+            sample.payload,
+            case_id=sample.case_id,
+            actor=Actor(id="li.na", role=ActorRole.SUPERVISOR),
+            occurred_at=sample.occurred_at,
+            correlation_id=sample.correlation_id,
+        )
+        rule = new_event(
+            sample.payload,
+            case_id=sample.case_id,
+            actor=Actor.system(Producer.SUPERVISION),
+            occurred_at=sample.occurred_at,
+            correlation_id=sample.correlation_id,
+        )
+    finally:
+        ACTING_SUBJECT.reset(token)
+    outside = new_event(
+        sample.payload,
+        case_id=sample.case_id,
+        actor=Actor(id="li.na", role=ActorRole.SUPERVISOR),
+        occurred_at=sample.occurred_at,
+        correlation_id=sample.correlation_id,
+    )
+
+    assert isinstance(sample.payload, CaseUrged)
+    assert (person.actor.id, person.actor.subject) == ("li.na", "key-supervisor-town-3")
+    assert rule.actor.subject is None
+    assert outside.actor.subject is None

@@ -37,7 +37,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from caseloop_events.envelope import Actor, ActorRole
+from caseloop_events.envelope import ACTING_SUBJECT, Actor, ActorRole
 
 log = logging.getLogger(__name__)
 
@@ -384,6 +384,7 @@ async def authenticated(
         raise
     limiter.take(f"caller:{principal.subject}")
     request.state.principal = principal
+    ACTING_SUBJECT.set(principal.subject)
     return principal
 
 

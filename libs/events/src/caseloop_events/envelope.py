@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, SerializeAsAny, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
 
 #: Namespace of every deterministic id caseloop derives (uuid5).
 CASELOOP_NAMESPACE = uuid.UUID("6f1d3c1e-7d7b-4c55-9a57-2b0c1f0e6a11")
@@ -50,6 +51,10 @@ class Actor(FrozenModel):
     id: str
     role: ActorRole
     unit_id: str | None = None
+    subject: str | None = Field(
+        default=None,
+        description="the authenticated caller whose request made it happen (an API key's id or a token's subject)",
+    )
 
     @classmethod
     def system(cls, service: Producer) -> Actor:
@@ -185,6 +190,11 @@ def deterministic_id(cause_id: uuid.UUID, decision: str) -> uuid.UUID:
     return uuid.uuid5(CASELOOP_NAMESPACE, f"{cause_id}:{decision}")
 
 
+#: The authenticated caller of the request being handled (set by the HTTP layer once the
+#: credentials hold): events a request creates carry it in their actor.
+ACTING_SUBJECT: ContextVar[str | None] = ContextVar("caseloop_acting_subject", default=None)
+
+
 def new_event(
     payload: EventPayload,
     *,
@@ -195,7 +205,12 @@ def new_event(
     causation_id: uuid.UUID | None = None,
     event_id: uuid.UUID | None = None,
 ) -> Envelope:
-    """Wrap a payload in its envelope; type, version and producer come from the payload class."""
+    """Wrap a payload in its envelope; type, version and producer come from the payload class.
+
+    A person's or system's act made during a request names the authenticated caller as well."""
+    subject = ACTING_SUBJECT.get()
+    if subject is not None and actor.subject is None and actor.role is not ActorRole.SYSTEM:
+        actor = actor.model_copy(update={"subject": subject})
     return Envelope(
         event_id=event_id or uuid.uuid4(),
         type=payload.event_type,
