@@ -27,6 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from caseloop_deploy.stack import SERVICES, LocalStack
 from caseloop_events.auth import key_digest
 from caseloop_events.broker import BrokerKind, free_port
+from caseloop_events.envelope import Producer
+from caseloop_events.testing import publish, read_topic
+from caseloop_events.topics import deadletter_topic, topic_of
 from tests.e2e.loop_driver import Endpoints, grid_codes, poll, report_case
 
 pytestmark = pytest.mark.e2e
@@ -415,3 +418,41 @@ async def test_each_event_a_request_made_names_the_authenticated_caller(
     )
     assert (actors["case.urged"]["id"], actors["case.urged"]["subject"]) == ("li.na", "user-supervisor")
     assert actors["case.judged"]["subject"] is None, "a rule's decision names no caller"
+
+
+async def test_a_poison_message_on_any_topic_is_dead_lettered_and_processing_goes_on(world: World) -> None:
+    assert world.stack.broker is not None
+    bootstrap = world.stack.broker.bootstrap_servers
+    # Not JSON, an envelope with a phone where an id belongs, and an event type nobody knows.
+    poisons = [b"\x00\xff not json", b'{"event_id": "13900000000"}', b'{"type": "case.teleported"}']
+    for n, producer in enumerate(Producer):
+        await publish(bootstrap, topic_of(producer), raw=poisons[n % len(poisons)])
+
+    letters = await read_topic(
+        bootstrap,
+        deadletter_topic(),
+        until=lambda values: {json.loads(v)["origin"]["topic"] for v in values} >= {topic_of(p) for p in Producer},
+        timeout=60.0,
+    )
+    assert not any(b"13900000000" in json.dumps(json.loads(v)["error"]).encode() for v in letters)
+
+    api, supervisor = world.api, world.headers["supervisor"]
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        created = await client.post(
+            f"{api.intake}/v1/cases",
+            headers=world.headers["source_own"],
+            json={
+                "source_system": SOURCE,
+                "external_id": "ACCESS-AFTER-POISON-1",
+                "title": "路灯不亮",
+                "description": "晚上整条路的路灯都不亮，行人看不清",
+                "location": {"grid_code": world.grid},
+            },
+        )
+        assert created.status_code == 201, created.text
+        case = f"/v1/cases/{created.json()['case_id']}"
+        # Judged by triage, assigned by dispatch, seen by supervision: every consumer went on.
+        await poll(
+            lambda: client.get(api.supervision + case, headers=supervisor),
+            lambda r: r.status_code == 200 and r.json()["status"] == "assigned",
+        )

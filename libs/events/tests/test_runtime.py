@@ -200,3 +200,18 @@ async def test_an_event_its_handler_always_refuses_is_dead_lettered_and_the_rest
         kafka_settings.kafka_bootstrap_servers, kafka_settings.deadletter_topic, until=lambda v: len(v) >= 1
     )
     assert "this event can never be handled" in json.loads(dead[0])["error"]
+
+
+def test_a_poison_report_is_described_without_the_reporters_data() -> None:
+    from pydantic import ValidationError
+
+    from caseloop_events.consumer import error_without_values
+
+    poison = json.dumps({"event_id": "not-a-uuid", "reporter": {"name": "王五", "phone": "13900000000"}})
+    with pytest.raises(ValidationError) as raised:
+        Envelope.model_validate_json(poison)
+
+    described = error_without_values(raised.value)
+    assert "event_id" in described
+    assert "13900000000" not in described
+    assert "王五" not in described

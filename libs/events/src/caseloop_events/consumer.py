@@ -173,7 +173,7 @@ class EventConsumer:
         try:
             event = Envelope.model_validate_json(record.value or b"")
         except (ValidationError, UnknownEventType, ValueError) as error:
-            await self._send_to_deadletter(record, tp, f"undecodable event: {error}")
+            await self._send_to_deadletter(record, tp, f"undecodable event: {error_without_values(error)}")
             await self._advance(tp, record.offset)
             return
         attempt = 0
@@ -230,3 +230,13 @@ class EventConsumer:
         }
         await self._deadletter.send_and_wait(self._deadletter_topic, value=json.dumps(body).encode(), key=record.key)
         self.deadlettered_total += 1
+
+def error_without_values(error: Exception) -> str:
+    """What was wrong, without the values: a malformed case report may hold a reporter's name and
+    phone, which must not reach the logs or the dead-letter record's error text."""
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors(include_input=False)
+        )
+    return str(error)
