@@ -10,6 +10,7 @@ from typing import Any
 
 from caseloop_deploy.logread import log_reader, log_writer, partitions_of, read_all
 from caseloop_events.kafka import KafkaSettings
+from caseloop_events.personal_data import mask_payload
 
 
 class NoSuchDeadLetter(LookupError):
@@ -70,9 +71,13 @@ def _text_or_base64(value: bytes | None) -> Any:
     except UnicodeDecodeError:
         return {"base64": base64.b64encode(value).decode()}
     try:
-        return json.loads(text)
+        decoded = json.loads(text)
     except json.JSONDecodeError:
         return text
+    # A case report's reporter is shown masked, as everywhere outside a single entitled read.
+    if isinstance(decoded, dict) and isinstance(decoded.get("payload"), dict):
+        decoded["payload"] = mask_payload(decoded["payload"])
+    return decoded
 
 
 async def read_dead_letters(kafka: KafkaSettings) -> list[DeadLetter]:

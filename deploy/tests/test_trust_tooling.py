@@ -1,13 +1,17 @@
-"""`caseloop apikey new`: a key handed out once, and a keys-file line that admits exactly it."""
+"""`caseloop apikey new`: a key handed out once, and a keys-file line that admits exactly it; the tooling
+shows personal data masked."""
 
 from __future__ import annotations
 
+import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from caseloop_deploy.cli import app
+from caseloop_deploy.deadletters import DeadLetter
 from caseloop_events.auth import ApiKeyStore, Role
 
 
@@ -30,3 +34,17 @@ def test_a_unit_key_without_its_unit_is_refused_with_a_plain_message() -> None:
 
     assert result.exit_code == 2
     assert "names its unit_id" in result.output
+
+
+def test_a_dead_letter_shows_a_reporter_masked() -> None:
+    reported = {
+        "type": "case.accepted",
+        "payload": {"title": "路灯", "reporter": {"name": "王五", "phone": "13900000000"}},
+    }
+    value = base64.b64encode(json.dumps(reported, ensure_ascii=False).encode()).decode()
+    letter = DeadLetter(0, 7, datetime(2026, 11, 28, tzinfo=UTC), {"error": "handler failed", "value_b64": value})
+
+    shown = letter.shown()
+
+    assert shown["value"]["payload"]["reporter"] == {"name": "王*", "phone": "139****0000"}
+    assert shown["value"]["payload"]["title"] == "路灯"
