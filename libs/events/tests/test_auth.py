@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -267,3 +269,39 @@ def test_a_service_without_credentials_ends_with_one_plain_line() -> None:
 
     with pytest.raises(SystemExit, match="cannot start: no credentials are configured"):
         serve(create_app, settings)
+
+
+async def test_keys_published_as_a_jwks_by_the_provider_are_fetched_and_used(
+    provider: tuple[rsa.RSAPrivateKey, str],
+) -> None:
+    private, _ = provider
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
+    document = json.dumps({"keys": [{**jwk, "kid": "2026-11", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Jwks(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/realms/district/certs"
+        verifier = JwtVerifier(JwtSettings(ISSUER, AUDIENCE, ("RS256",), jwks_url=url))
+        now = int(time.time())
+        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "zhao.lei", "exp": now + 60, "role": "triage_officer"}
+        token = jwt.encode(claims, private, "RS256", headers={"kid": "2026-11"})
+
+        principal = await verifier.verify(token)
+        unknown_kid = jwt.encode(claims, private, "RS256", headers={"kid": "retired"})
+        with pytest.raises(NotAuthenticated):
+            await verifier.verify(unknown_kid)
+    finally:
+        server.shutdown()
+
+    assert (principal.subject, principal.role) == ("zhao.lei", Role.TRIAGE_OFFICER)
