@@ -3,6 +3,7 @@ per-client rate limit, a body size limit, and health."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -13,8 +14,10 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from caseloop_events.auth import Authenticator, Forbidden, NotAuthenticated, RateLimiter, TooManyRequests, authenticated
@@ -101,9 +104,13 @@ def install_error_handlers(app: FastAPI) -> None:
         response.headers["Retry-After"] = str(error.retry_after)
         return response
 
-    async def http_error(_: Request, error: Exception) -> JSONResponse:
+    async def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
-        return problem(error.status_code, str(error.detail), str(error.detail))
+        response = problem(error.status_code, str(error.detail), str(error.detail))
+        response.headers.update(error.headers or {})
+        if error.status_code == 405:
+            response.headers["Allow"] = allowed_methods(request)
+        return response
 
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(InvalidInput, invalid_input)
@@ -211,7 +218,9 @@ def service_app(
     """A service's FastAPI app: its runtime as lifespan, its handlers' dependencies in
     ``app.state.services``, problem+json errors, a body size limit, ``/healthz`` open to probes,
     and its routers behind credentials and the per-client rate limit."""
-    app = FastAPI(title=title, summary=summary, version="0.1.0", lifespan=runtime.lifespan)
+    app = ProblemDocumentedAPI(
+        title=title, summary=summary, version="0.1.0", lifespan=runtime.lifespan, responses=PROBLEM_RESPONSES
+    )
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.state.services = services
     app.state.runtime = runtime
@@ -222,3 +231,117 @@ def service_app(
     for router in routers:
         app.include_router(router, dependencies=[Depends(authenticated)], responses=COMMON_RESPONSES)
     return app
+
+
+# --- Error answers in the OpenAPI document ---------------------------------------------------
+# Every error leaves as problem+json (install_error_handlers); the document says so once, here,
+# for every route: the statuses any route may answer, and the content of every error status a
+# route declares itself.
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+class ProblemField(BaseModel):
+    """One offending input of a 422."""
+
+    field: str = Field(description="where it is, e.g. body.location.grid_code, query.limit")
+    message: str
+    type: str = Field(description="what is wrong with it, e.g. missing, string_too_short, value_error")
+
+
+class Problem(BaseModel):
+    """An error answer: problem details (RFC 9457), media type application/problem+json."""
+
+    type: str = Field(description="a URI naming the kind of problem; about:blank when the title says it all")
+    title: str = Field(description="the kind of problem, the same for every occurrence")
+    status: int = Field(ge=400, le=599, description="the HTTP status code")
+    detail: str = Field(description="this occurrence of the problem")
+    # Absent, never null, when they do not apply: the schema names no default.
+    errors: list[ProblemField] | SkipJsonSchema[None] = Field(
+        default=None, description="each offending field (422 only)", json_schema_extra=_no_default
+    )
+    rule: str | SkipJsonSchema[None] = Field(
+        default=None, description="the rule the command broke (409 only)", json_schema_extra=_no_default
+    )
+
+
+PROBLEM_CONTENT: dict[str, Any] = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def problem_response(description: str) -> dict[str, Any]:
+    """An error response for a route's or router's ``responses``: problem+json, with the description."""
+    return {"description": description, "content": PROBLEM_CONTENT}
+
+
+#: What every route may answer besides its own responses.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: problem_response("the request body cannot be read as JSON (not UTF-8)"),
+    404: problem_response("the case, or another thing the request names, does not exist"),
+    409: problem_response("the command does not fit the case's state: the rule it breaks is named"),
+    413: problem_response("the request body is larger than the service reads"),
+    422: problem_response("the request has invalid fields: each is named"),
+    500: problem_response("the request failed unexpectedly; it has been logged"),
+}
+
+
+class ProblemDocumentedAPI(FastAPI):
+    """A FastAPI app whose document holds the Problem schema, and gives every error response a
+    route declares without content (e.g. ``{409: {"description": ...}}``) the problem+json content."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is not None:
+            return self.openapi_schema
+        document = super().openapi()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(problem_schema.pop("$defs", {}))
+        schemas["Problem"] = problem_schema
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status[0] in "45" and "content" not in response:
+                        response["content"] = PROBLEM_CONTENT
+        return document
+
+
+def allowed_methods(request: Request) -> str:
+    """A 405's ``Allow``: every method some route answers on the request's path (RFC 9110). Starlette
+    names only the methods of the first route whose path matches, and paths have a route per method."""
+    return ", ".join(
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in request.app.router.routes
+        )
+    )
+
+
+# --- Dates and times in requests -------------------------------------------------------------
+# pydantic reads a number, or text of digits, as seconds since 1970 (``"screened_on": 0`` would be
+# 1 January 1970), and takes any year from 1 to 9999, where a day's end or a shift to UTC is out of
+# range (a 500). The API documents ISO 8601 text (format date, date-time) and takes only that, in
+# the years a case can concern.
+
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2999
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _text_not_a_number(value: Any) -> Any:
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
+        raise ValueError("expected ISO 8601 text, not a number")
+    return value
+
+
+def _within_reach(value: dt.date) -> dt.date:
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise ValueError(f"expected a year from {EARLIEST_YEAR} to {LATEST_YEAR}")
+    return value
+
+
+#: A date as ``YYYY-MM-DD``, from 1900 to 2999.
+IsoDate = Annotated[dt.date, BeforeValidator(_text_not_a_number), AfterValidator(_within_reach)]
+#: A date and time with its offset, ISO 8601 (``2026-03-02T09:30:00+08:00``), from 1900 to 2999.
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_text_not_a_number), AfterValidator(_within_reach)]

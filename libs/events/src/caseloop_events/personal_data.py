@@ -15,11 +15,11 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import insert, select
 
 from caseloop_events.auth import Principal, Role, admits, client_address
-from caseloop_events.http import PageOffset
+from caseloop_events.http import IsoDateTime, PageOffset
 from caseloop_events.timeline import CaseTimeline
 from caseloop_events.unit_of_work import Database
 
@@ -132,8 +132,8 @@ def audit_router() -> APIRouter:
         _: Auditor,
         case_id: UUID | None = None,
         subject: Annotated[str | None, Query(max_length=128)] = None,
-        since: Annotated[AwareDatetime | None, Query(description="reads at or after this time")] = None,
-        until: Annotated[AwareDatetime | None, Query(description="reads before this time")] = None,
+        since: Annotated[IsoDateTime | None, Query(description="reads at or after this time")] = None,
+        until: Annotated[IsoDateTime | None, Query(description="reads before this time")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: PageOffset = 0,
     ) -> PersonalDataReadPage:

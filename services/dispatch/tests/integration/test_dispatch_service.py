@@ -172,7 +172,7 @@ async def test_the_assigned_unit_acknowledges_and_reports_the_result_over_http(
     [result] = [e for e in events if isinstance(e.payload, CaseResultReported)]
     assert acknowledgement.causation_id == assigned.event_id
     assert acknowledgement.correlation_id == request_id
-    assert acknowledgement.actor == Actor(id="wang.wei", role=ActorRole.UNIT, unit_id=UNIT)
+    assert acknowledgement.actor == Actor(id="wang.wei", role=ActorRole.UNIT, unit_id=UNIT, subject=f"dev:unit:{UNIT}")
     assert result.causation_id == acknowledgement.event_id
     assert isinstance(result.payload, CaseResultReported)
     assert result.payload.evidence == ("https://e.example/after.jpg",)

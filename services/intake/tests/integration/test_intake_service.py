@@ -207,6 +207,17 @@ async def test_control_characters_in_text_are_bad_input_not_a_server_error(intak
     assert [e["field"] for e in response.json()["errors"]] == ["body.title"]
 
 
+async def test_dates_and_times_are_iso_text_in_reach_not_numbers_read_as_1970(intake: Intake) -> None:
+    as_number = await intake.client.post("/v1/screenings", json=a_round(screened_on=0))
+    assert as_number.status_code == 422, as_number.text
+    assert [e["field"] for e in as_number.json()["errors"]] == ["body.screened_on"]
+    in_year_1 = await intake.client.post(
+        "/v1/cases", json=a_report("INT-TIME-1", occurred_at="0001-01-01T00:00:00+08:00")
+    )
+    assert in_year_1.status_code == 422, in_year_1.text
+    assert [e["field"] for e in in_year_1.json()["errors"]] == ["body.occurred_at"]
+
+
 async def test_unknown_fields_are_refused(intake: Intake) -> None:
     response = await intake.client.post("/v1/cases", json=a_report("INT-EXTRA-1", priority="high"))
     assert response.status_code == 422
@@ -362,7 +373,7 @@ async def test_a_supervisor_merges_a_case_into_another_and_unmerges_it(intake: I
     assert isinstance(accepted.payload, CaseAccepted)
     assert isinstance(merge.payload, CasesMerged)
     assert merge.payload.into_case_no == original["case_no"]
-    assert merge.actor == Actor(id="li.na", role=ActorRole.SUPERVISOR)
+    assert merge.actor == Actor(id="li.na", role=ActorRole.SUPERVISOR, subject="dev:supervisor")
     assert isinstance(unmerge.payload, CaseUnmerged)
     assert unmerge.payload.from_case_id == uuid.UUID(original["case_id"])
     assert unmerge.causation_id == merge.event_id
@@ -482,7 +493,7 @@ async def test_each_hazard_of_a_screening_round_is_screened_like_a_report(intake
     assert case["location"]["grid_code"] == GRID
     assert case["address"] == "柳岸社区南门"
     [event] = await intake.events_of(first["case_id"])
-    assert event.actor == Actor(id="gw-0101", role=ActorRole.SOURCE_SYSTEM)
+    assert event.actor == Actor(id="gw-0101", role=ActorRole.SOURCE_SYSTEM, subject="dev:source_system:grid-screening")
 
 
 async def test_posting_the_same_round_again_answers_200_with_the_same_cases(intake: Intake) -> None:

@@ -480,6 +480,19 @@ async def test_supervision_commands_answer_404_409_and_422_naming_the_rule_or_th
     assert (await supervision.get("/v1/cases", params={"level": "galaxy"})).status_code == 422
 
 
+async def test_a_daily_report_of_a_day_out_of_reach_is_bad_input_not_a_server_error(
+    supervision: httpx.AsyncClient,
+) -> None:
+    # Found by Schemathesis: 9999-12-31 has no next day to end the report, and midnight of
+    # 0001-01-01 in region time is before UTC's year 1 — both were 500s. A number was 1970-01-01.
+    for day in ("9999-12-31", "0001-01-01", "0"):
+        response = await supervision.get("/v1/reports/daily", params={"date": day})
+        assert response.status_code == 422, (day, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in response.json()["errors"]] == ["query.date"]
+    assert (await supervision.get("/v1/reports/daily", params={"date": "2999-12-31"})).status_code == 200
+
+
 async def timeline_of(client: httpx.AsyncClient, case_id: uuid.UUID, **params: str) -> dict[str, Any]:
     response = await client.get(f"/v1/cases/{case_id}/timeline", params=params)
     assert response.status_code == 200, response.text

@@ -299,7 +299,7 @@ async def test_an_officer_judges_a_queued_case_and_it_leaves_the_queue(triage: T
     queued, judged = await triage.triage_events_of(accepted.case_id, at_least=2)
     assert isinstance(judged.payload, CaseJudged)
     assert judged.causation_id == queued.event_id
-    assert judged.actor == Actor(id="zhao.lei", role=ActorRole.TRIAGE_OFFICER)
+    assert judged.actor == Actor(id="zhao.lei", role=ActorRole.TRIAGE_OFFICER, subject="dev:triage_officer")
     assert str(judged.event_id) == judgment["event_id"]
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
-from caseloop_events.http import RequestBody
+from caseloop_events.http import IsoDateTime, RequestBody
 
 UnitId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 PersonId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -38,7 +38,7 @@ class ExtensionCreate(RequestBody):
     unit_id: UnitId = Field(description="the acting unit (GET /v1/units)", examples=["U-TRANSPORT"])
     by: PersonId = Field(description="who in the unit asks", examples=["wang.wei"])
     reason: Reason
-    due_at: AwareDatetime = Field(description="the deadline asked for, with its time zone")
+    due_at: IsoDateTime = Field(description="the deadline asked for, with its time zone")
 
 
 class ReturnCreate(RequestBody):

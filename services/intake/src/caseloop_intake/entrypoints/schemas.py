@@ -10,7 +10,7 @@ from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, Field, StringConstrai
 
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.intake import CaseLocation, RejectionReason, Reporter
-from caseloop_events.http import RequestBody
+from caseloop_events.http import IsoDate, IsoDateTime, RequestBody
 
 
 class LocationIn(RequestBody):
@@ -50,7 +50,7 @@ class CaseCreate(RequestBody):
     category: str | None = Field(default=None, max_length=64, description="a category code (GET /v1/categories)")
     location: LocationIn
     reporter: ReporterIn | None = None
-    occurred_at: AwareDatetime | None = None
+    occurred_at: IsoDateTime | None = None
     attachments: list[AnyHttpUrl] = Field(default_factory=list, max_length=20)
     callback_url: CallbackUrl | None = Field(
         default=None, description="where the verified result and the closure are fed back (http or https)"
@@ -140,7 +140,7 @@ class HazardIn(RequestBody):
     description: str = Field(min_length=1, max_length=5000)
     category: str | None = Field(default=None, max_length=64, description="a category code (GET /v1/categories)")
     address: str | None = Field(default=None, min_length=1, max_length=500)
-    occurred_at: AwareDatetime | None = None
+    occurred_at: IsoDateTime | None = None
     attachments: list[AnyHttpUrl] = Field(default_factory=list, max_length=20)
 
 
@@ -151,7 +151,7 @@ class ScreeningCreate(RequestBody):
         description="the grid screened (GET /v1/grids)", examples=["3301100010010101"]
     )
     worker_id: PersonId = Field(description="the grid worker", examples=["gw-0101"])
-    screened_on: date
+    screened_on: IsoDate
     round_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")] | None = Field(
         default=None,
         description="names the round; without it the grid, worker and date do, so give one for a second round a day",

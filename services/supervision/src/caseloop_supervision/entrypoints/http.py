@@ -9,12 +9,12 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from caseloop_events.auth import Caller, Principal, Role, admits
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.supervision import Rating, RegionMode
-from caseloop_events.http import CorrelationId, PageOffset, RequestBody
+from caseloop_events.http import CorrelationId, IsoDate, IsoDateTime, PageOffset, RequestBody
 from caseloop_events.personal_data import (
     holds_personal_data,
     may_see_personal_data,
@@ -58,7 +58,7 @@ class ExtensionDecisionIn(RequestBody):
     approved: bool
     by: str = Field(min_length=1, max_length=64, description="the deciding supervisor")
     note: str = Field(default="", max_length=2000)
-    due_at: AwareDatetime | None = Field(
+    due_at: IsoDateTime | None = Field(
         default=None, description="the deadline granted, if not the one the unit asked for (approval only)"
     )
 
@@ -172,7 +172,7 @@ async def list_cases(
 
 
 AsOf = Annotated[
-    AwareDatetime | None,
+    IsoDateTime | None,
     Query(
         description="a time with its offset (e.g. 2026-11-27T09:30:00+08:00): the case as its events up to then "
         "made it; 404 when it had none by then"
@@ -320,7 +320,7 @@ async def read_region_mode(region_code: RegionCode, services: Services, _: Calle
 async def daily_report(
     services: Services,
     caller: Supervisor,
-    date: Annotated[dt.date, Query(description="the day, region time (YYYY-MM-DD)")],
+    date: Annotated[IsoDate, Query(description="the day, region time (YYYY-MM-DD)")],
     town_code: Annotated[str | None, Query(max_length=32)] = None,
     unit_id: Annotated[str | None, Query(max_length=64, description="the lead unit at the end of the day")] = None,
 ) -> DailyReportOut:
