@@ -61,9 +61,12 @@ class Endpoints:
 
 
 async def poll(
-    fetch: Callable[[], Awaitable[httpx.Response]], ready: Callable[[httpx.Response], bool], timeout: float = 60.0
+    fetch: Callable[[], Awaitable[httpx.Response]],
+    ready: Callable[[httpx.Response], bool],
+    timeout: float = 60.0,
+    interval: float = 0.1,
 ) -> httpx.Response:
-    """Ask until the answer is ready; fail with the last answer."""
+    """Ask every ``interval`` seconds until the answer is ready; fail with the last answer."""
     deadline = time.monotonic() + timeout
     while True:
         response = await fetch()
@@ -71,7 +74,7 @@ async def poll(
             return response
         if time.monotonic() > deadline:
             raise TimeoutError(f"not ready after {timeout}s: {response.status_code} {response.text[:300]}")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(interval)
 
 
 #: Answers that say the service is down, restarting or overloaded, not that the request was wrong.

@@ -66,9 +66,21 @@ class LocalStack:
         return self
 
     def start_broker(self) -> None:
+        """Start the local broker; once it has run, again on its own port with its own data folder."""
         if self.bootstrap_servers is not None:
             return
-        self.broker = LocalBroker(self.broker_kind, self.data_dir / "broker", self.broker_port).start()
+        if self.broker is None:
+            self.broker = LocalBroker(self.broker_kind, self.data_dir / "broker", self.broker_port)
+        self.broker.start()
+
+    def stop_broker(self, *, kill: bool = False) -> None:
+        """Stop the local broker: gracefully (noida-db saves its data), or SIGKILL as a crash."""
+        if self.broker is None:
+            return
+        if kill:
+            self.broker.kill()
+        else:
+            self.broker.stop()
 
     def broker_environment(self) -> dict[str, str]:
         if self.broker is not None:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
@@ -65,7 +66,8 @@ class EventConsumer:
         self._bootstrap_servers = bootstrap_servers
         self._database = database
         self._handle = handle
-        self._deadletter = deadletter
+        #: Where dead letters go out (the runtime puts in a new producer when one failed).
+        self.deadletter = deadletter
         self._deadletter_topic = deadletter_topic
         self._replaying = replaying
         self._max_records = max_records
@@ -145,6 +147,34 @@ class EventConsumer:
             else:
                 await self._consumer.seek_to_beginning(tp)
             self.positions[tp] = stored.get(tp, 0)
+        try:
+            changed = await self._log_changed_under(stored)
+        except Exception:  # the broker went away again: the next seek checks again
+            log.warning("%s: could not check the records before the checkpoints", self.name, exc_info=True)
+            changed = []
+        for tp in changed:
+            log.warning(
+                "%s: %s[%d] is not the log this consumer read up to its checkpoint (the broker lost records): "
+                "reading it again from its start",
+                self.name,
+                tp.topic,
+                tp.partition,
+            )
+            await self._consumer.seek_to_beginning(tp)
+            self.positions[tp] = 0
+
+    async def _log_changed_under(self, checkpoints: dict[TopicPartition, int]) -> list[TopicPartition]:
+        """The partitions whose record just before the checkpoint is not one this consumer
+        processed: the broker lost the end of the partition, and what was written there since is
+        another record, which reading on from the checkpoint would pass over."""
+        before = {tp: offset - 1 for tp, offset in checkpoints.items() if offset > 0 and tp in self.positions}
+        if not before:
+            return []
+        found = await records_at(self._bootstrap_servers, before)
+        ids = {tp: event_id for tp, record in found.items() if (event_id := _event_id_in(record)) is not None}
+        async with self._database.transaction() as uow:
+            processed = await uow.processed_among([UUID(i) for i in ids.values()])
+        return [tp for tp, event_id in ids.items() if UUID(event_id) not in processed]
 
     async def poll_once(self, timeout_ms: int = 500) -> int:
         """Fetch and process one batch; returns how many records it held."""
@@ -152,10 +182,34 @@ class EventConsumer:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
         count = 0
         for tp, records in batches.items():
-            for record in records:
-                await self._process(tp, record)
-                count += 1
+            await self._process_in_order(tp, records)
+            count += len(records)
         return count
+
+    async def _process_in_order(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """One partition's records in order. Those whose event was processed before — a partition
+        read again from its start after the broker lost records, a topic republished — are skipped
+        in runs: one query finds them, one transaction moves the checkpoint past each run."""
+        ids = {record.offset: _event_id_in(record) for record in records}
+        async with self._database.transaction() as uow:
+            seen = {str(i) for i in await uow.processed_among([UUID(i) for i in ids.values() if i is not None])}
+        skipped_to: int | None = None
+        skipped = 0
+        for record in records:
+            if ids[record.offset] in seen:
+                skipped_to, skipped = record.offset, skipped + 1
+                continue
+            if skipped_to is not None:
+                await self._skip(tp, skipped_to, skipped)
+                skipped_to, skipped = None, 0
+            await self._process(tp, record)
+        if skipped_to is not None:
+            await self._skip(tp, skipped_to, skipped)
+
+    async def _skip(self, tp: TopicPartition, last_offset: int, count: int) -> None:
+        await self._advance(tp, last_offset)
+        self.duplicates_total += count
+        self.processed_total += count
 
     def lag(self) -> int:
         """Records on the broker not yet processed (from the fetch high watermarks)."""
@@ -228,8 +282,49 @@ class EventConsumer:
             "value_b64": base64.b64encode(record.value).decode() if record.value is not None else None,
             "headers": [[k, base64.b64encode(v).decode()] for k, v in (record.headers or ())],
         }
-        await self._deadletter.send_and_wait(self._deadletter_topic, value=json.dumps(body).encode(), key=record.key)
+        await self.deadletter.send_and_wait(self._deadletter_topic, value=json.dumps(body).encode(), key=record.key)
         self.deadlettered_total += 1
+
+
+async def records_at(
+    bootstrap_servers: str, offsets: dict[TopicPartition, int]
+) -> dict[TopicPartition, ConsumerRecord[bytes, bytes]]:
+    """The record at each offset, where the partition holds one (read with a consumer of its own)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        for tp, offset in offsets.items():
+            consumer.seek(tp, offset)
+        found: dict[TopicPartition, ConsumerRecord[bytes, bytes]] = {}
+        pending = set(offsets)
+        deadline = asyncio.get_running_loop().time() + 30.0
+        while pending and asyncio.get_running_loop().time() < deadline:
+            for tp, records in (await consumer.getmany(*pending, timeout_ms=500)).items():
+                at = [record for record in records if record.offset == offsets[tp]]
+                if at:
+                    found[tp] = at[0]
+                pending.discard(tp)
+            for tp in list(pending):
+                highwater = consumer.highwater(tp)
+                if highwater is not None and highwater <= offsets[tp]:
+                    pending.discard(tp)  # the partition ends before the offset
+        if pending:
+            raise TimeoutError(f"could not read {sorted(pending)}")
+        return found
+    finally:
+        await consumer.stop()
+
+
+def _event_id_in(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The event id a record's body names, when it names a well-formed one (else the record goes
+    the long way, to be handled or dead-lettered)."""
+    try:
+        event_id = json.loads(record.value or b"").get("event_id")
+        return str(UUID(event_id)) if isinstance(event_id, str) else None
+    except (ValueError, AttributeError):
+        return None
+
 
 def error_without_values(error: Exception) -> str:
     """What was wrong, without the values: a malformed case report may hold a reporter's name and

@@ -6,9 +6,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from sqlalchemy import func, select, update
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+from sqlalchemy import Row, func, select, update
 
 from caseloop_events.envelope import Envelope
 from caseloop_events.kafka import stored_event_headers
@@ -16,12 +22,28 @@ from caseloop_events.unit_of_work import Database
 
 log = logging.getLogger(__name__)
 
+#: How far back the relay looks for its published rows on the topic when it starts: what a broker
+#: that lost the end of its log while the service was down may have lost of ours. Older losses (a
+#: broker that lost everything) are the operator's ``caseloop republish``.
+CHECKED_AT_START = timedelta(seconds=60)
+#: The most rows one check looks for.
+CHECKED_AT_MOST = 10_000
+
 
 class OutboxRelay:
     """Reads unpublished outbox rows in position order, sends them, then marks them published.
 
     A crash between send and mark re-sends the row on restart; consumers drop the
     duplicate by event id. Rows are never deleted: they are the service's event store.
+
+    Given the broker's address, the relay also checks that what it published is still on the
+    topic — when it starts, after a failure, and every ``check_interval`` seconds while rows it
+    published have not yet been seen there twice, the second time at least that long after they
+    were sent. A broker that lost acknowledged records (noida-db killed before it saved them, an
+    unclean leader election) gets them again, in their order, before anything newer on their
+    partition, so they take the offsets they had and no consumer's checkpoint passes over a record.
+    Given ``renew_producer``, a producer that failed is replaced: an idempotent producer whose
+    records the broker lost fails for good (OutOfOrderSequenceNumber).
     """
 
     def __init__(
@@ -29,15 +51,27 @@ class OutboxRelay:
         database: Database,
         producer: AIOKafkaProducer,
         *,
+        bootstrap_servers: str | None = None,
+        renew_producer: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
         batch_size: int = 500,
         poll_interval: float = 1.0,
+        check_interval: float = 5.0,
     ) -> None:
         self._database = database
         self._producer = producer
+        self._bootstrap_servers = bootstrap_servers
+        self._renew_producer = renew_producer
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._check_interval = check_interval
         self._wake = asyncio.Event()
         self.published_total = 0
+        #: Records found missing from the topic and published again.
+        self.restored_total = 0
+        # Rows published up to the first moment are settled (seen on the topic long enough after
+        # they were sent); up to the second, seen once. None: nothing checked since the start.
+        self._checked: tuple[datetime, datetime] | None = None
+        self._last_check = 0.0
         database.on_commit(self._events_committed)
 
     def _events_committed(self, _events: list[Envelope]) -> None:
@@ -46,14 +80,21 @@ class OutboxRelay:
     async def run(self) -> None:
         """Relay forever; broker errors are retried with back-off, nothing is skipped."""
         backoff = 0.5
+        renew = False
         while True:
             try:
+                if renew and self._renew_producer is not None:
+                    self._producer = await self._renew_producer()
+                renew = False
+                if self._check_due():
+                    await self.restore_lost()
                 sent = await self.publish_pending()
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outbox relay failed; retrying in %.1fs", backoff)
+                renew, self._last_check = True, 0.0  # check the rows not settled before sending more
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
@@ -79,24 +120,105 @@ class OutboxRelay:
             ).all()
         if not rows:
             return 0
+        await self._send([_Outgoing(*row) for row in rows])
+        self.published_total += len(rows)
+        return len(rows)
+
+    async def _send(self, rows: Sequence[_Outgoing]) -> None:
+        """Send the rows in the order given and mark them published, all at one moment."""
         deliveries = []
-        for _position, topic, case_id, raw in rows:
+        for row in rows:
             # The stored bytes go out as they are: a row written under an older contract must
             # not stop the relay, and consumers validate anyway.
             deliveries.append(
                 await self._producer.send(
-                    topic, value=raw.encode(), key=case_id.encode(), headers=stored_event_headers(json.loads(raw))
+                    row.topic,
+                    value=row.envelope.encode(),
+                    key=row.case_id.encode(),
+                    headers=stored_event_headers(json.loads(row.envelope)),
                 )
             )
         await asyncio.gather(*deliveries)
+        outbox = self._database.tables.outbox
         async with self._database.transaction() as uow:
             await uow.session.execute(
                 update(outbox)
                 .where(outbox.c.position.in_([row.position for row in rows]))
                 .values(published_at=self._database.clock.now())
             )
-        self.published_total += len(rows)
-        return len(rows)
+
+    def _check_due(self) -> bool:
+        if self._bootstrap_servers is None:
+            return False
+        return self._checked is None or time.monotonic() - self._last_check >= self._check_interval
+
+    async def restore_lost(self) -> int:
+        """Publish again the rows published lately that the topic no longer holds, in the order they
+        were first sent; returns how many. The rows checked are those not settled yet: at start,
+        those published in the last ``CHECKED_AT_START``.
+
+        The order rows reach the topic is the order they were published in (``published_at``,
+        then position), not their positions: a transaction that took a position commits after
+        another that took a later one, and its row is published after it."""
+        assert self._bootstrap_servers is not None
+        if self._checked is None:
+            since = self._database.clock.now() - CHECKED_AT_START
+            self._checked = (since, since)
+        outbox = self._database.tables.outbox
+        query = select(outbox.c.position, outbox.c.event_id, outbox.c.case_id, outbox.c.topic, outbox.c.published_at)
+        query = query.where(outbox.c.published_at > self._checked[0])
+        async with self._database.reading() as session:
+            latest_first = (
+                await session.execute(
+                    query.order_by(outbox.c.published_at.desc(), outbox.c.position.desc()).limit(CHECKED_AT_MOST)
+                )
+            ).all()
+        rows = list(reversed(latest_first))
+        lost = await self._missing_from_topic(rows)
+        if lost:
+            log.warning("the broker lost %d published event(s) of the outbox; publishing them again", len(lost))
+            async with self._database.reading() as session:
+                stored = select(outbox.c.position, outbox.c.envelope).where(
+                    outbox.c.position.in_([row.position for row in lost])
+                )
+                envelopes: dict[int, str] = {position: envelope for position, envelope in await session.execute(stored)}
+            await self._send([_Outgoing(row.position, row.topic, row.case_id, envelopes[row.position]) for row in lost])
+            self.restored_total += len(lost)
+        # Seen now a second time, at least an interval after they were sent: settled.
+        self._checked = (self._checked[1], rows[-1].published_at if rows else self._checked[1])
+        self._last_check = time.monotonic()
+        return len(lost)
+
+    async def _missing_from_topic(self, rows: Sequence[Row[Any]]) -> list[Row[Any]]:
+        """The rows (given in the order they were sent) whose records are not on the topic any
+        more. The broker loses the end of a partition: a row is missing when no row sent after it
+        to its partition is found."""
+        if not rows:
+            return []
+        assert self._bootstrap_servers is not None
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap_servers, group_id=None, enable_auto_commit=False, client_id="relay-check"
+        )
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()
+            by_partition: dict[TopicPartition, list[Row[Any]]] = {}
+            for row in rows:
+                partitions = sorted(consumer.partitions_for_topic(row.topic) or ())
+                if not partitions:
+                    raise RuntimeError(f"the broker does not know topic {row.topic}")
+                chosen = DefaultPartitioner()(row.case_id.encode(), partitions, partitions)
+                by_partition.setdefault(TopicPartition(row.topic, chosen), []).append(row)
+            # Duplicates sent after a crash may sit after a row: look a little further back.
+            found = await _event_ids_at_the_end(consumer, {tp: 2 * len(rs) + 10 for tp, rs in by_partition.items()})
+        finally:
+            await consumer.stop()
+        missing: list[Row[Any]] = []
+        for tp, sent in by_partition.items():
+            last_found = max((n for n, row in enumerate(sent) if row.event_id in found[tp]), default=-1)
+            missing.extend(sent[last_found + 1 :])
+        order = {row.position: n for n, row in enumerate(rows)}
+        return sorted(missing, key=lambda row: order[row.position])
 
     async def pending(self) -> int:
         """How many committed events wait to be published (the relay's lag)."""
@@ -106,3 +228,49 @@ class OutboxRelay:
                 select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
             )
         return int(count or 0)
+
+
+async def _event_ids_at_the_end(
+    consumer: AIOKafkaConsumer, depth: dict[TopicPartition, int]
+) -> dict[TopicPartition, set[str]]:
+    """The event ids of the last ``depth`` records of each partition, read up to the fetch high
+    watermark (Tansu's ListOffsets can be short of the end: it only sets where reading starts)."""
+    partitions = list(depth)
+    starts, ends = await consumer.beginning_offsets(partitions), await consumer.end_offsets(partitions)
+    consumer.assign(partitions)
+    for tp in partitions:
+        consumer.seek(tp, max(starts[tp], ends[tp] - depth[tp]))
+    found: dict[TopicPartition, set[str]] = {tp: set() for tp in partitions}
+    pending = set(partitions)
+    deadline = time.monotonic() + 30.0
+    while pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"could not read to the end of {sorted(pending)}")
+        for tp, records in (await consumer.getmany(*pending, timeout_ms=500)).items():
+            found[tp].update(filter(None, map(_event_id, records)))
+        for tp in list(pending):
+            highwater = consumer.highwater(tp)
+            if highwater is not None and await consumer.position(tp) >= highwater:
+                pending.discard(tp)
+    return found
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """An outbox row on its way to the topic."""
+
+    position: int
+    topic: str
+    case_id: str
+    envelope: str
+
+
+def _event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    header: bytes | None = dict(record.headers or ()).get("ce_id")
+    if header is not None:
+        return header.decode()
+    try:
+        event_id = json.loads(record.value or b"{}").get("event_id")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return str(event_id) if event_id is not None else None

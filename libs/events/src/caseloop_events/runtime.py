@@ -147,7 +147,12 @@ class ServiceRuntime:
         producer = self.kafka.producer(client_id=f"caseloop-{self.name}")
         await _retry_connect("the producer", producer.start)
         self._producer = producer
-        self.relay = OutboxRelay(self.database, producer)
+        self.relay = OutboxRelay(
+            self.database,
+            producer,
+            bootstrap_servers=self.kafka.kafka_bootstrap_servers,
+            renew_producer=self._renew_producer,
+        )
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         if self._consumes and self._handle is not None:
             self.consumer = EventConsumer(
@@ -156,7 +161,7 @@ class ServiceRuntime:
                 bootstrap_servers=self.kafka.kafka_bootstrap_servers,
                 database=self.database,
                 handle=self._handle,
-                deadletter=producer,
+                deadletter=self._producer,
                 deadletter_topic=self.kafka.deadletter_topic,
             )
             await _retry_connect("the consumer", self.consumer.start)
@@ -180,8 +185,26 @@ class ServiceRuntime:
             self._tasks.clear()
             if self.consumer is not None:
                 await self.consumer.stop()
-            await producer.stop()
+            if self._producer is not None:
+                await self._producer.stop()
             await self.database.dispose()
+
+    async def _renew_producer(self) -> AIOKafkaProducer:
+        """A new producer in place of one that failed (for the relay and the dead letters alike)."""
+        producer = self.kafka.producer(client_id=f"caseloop-{self.name}")
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        failed, self._producer = self._producer, producer
+        if self.consumer is not None:
+            self.consumer.deadletter = producer
+        if failed is not None:
+            with suppress(Exception):
+                async with asyncio.timeout(10.0):
+                    await failed.stop()
+        return producer
 
     @property
     def consumes(self) -> tuple[str, ...]:
@@ -216,6 +239,7 @@ class ServiceRuntime:
         if self.relay is not None and report["database"] == "ok":
             report["outbox_pending"] = await self.relay.pending()
             report["published"] = self.relay.published_total
+            report["restored"] = self.relay.restored_total
         if self.consumer is not None:
             report["consumer_lag"] = self.consumer.lag()
             report["processed"] = self.consumer.processed_total
