@@ -45,8 +45,8 @@ typecheck: install ## mypy --strict
 schemas: install ## export the JSON Schema of every event type and refresh the golden samples
 	$(BIN)/python -m caseloop_events.schema --schemas libs/events/schemas --samples libs/events/golden
 
-bench: install ## the benchmark (not built yet: see the performance issue)
-	@echo "make bench: the benchmark of the whole loop is not built yet (open issue: 'Know how fast it is')." >&2; exit 2
+bench: install ## the benchmark: PostgreSQL and SQLite runs, bench-results/<time>/report.json and bench.png (BENCH_ARGS=--help)
+	$(BIN)/python -m caseloop_deploy.bench $(BENCH_ARGS)
 
 clean: ## remove the virtualenv and local data
 	rm -rf $(VENV) data

@@ -1,0 +1,1395 @@
+"""``make bench``: how much work caseloop does on this machine, and where the time goes (issue 7).
+
+Run as ``python -m caseloop_deploy.bench --help``. For each database kind — PostgreSQL (fresh
+databases for the run, dropped after) and the SQLite default — the broker and the four services
+start as ``make run`` starts them (:class:`~caseloop_deploy.stack.LocalStack`, development
+profile, no rate limit), and load goes through their real HTTP APIs:
+
+1. **warm-up**: a few cases round the whole loop; their timelines are the pre-load's templates.
+2. **pre-load**: supervision is stopped and its database filled with ``--stored-events`` events of
+   closed cases, cloned from the templates with new ids and earlier times, through the service's
+   own replay path (its event handler with ``replaying=True``, one transaction per batch, as
+   ``caseloop replay`` does); then supervision starts again. These events are in supervision's
+   case log and case list (what the timeline and list queries read), not on the topics.
+3. **loop**: several simulated source systems keep ``--loop-concurrency`` cases in flight for
+   ``--loop-seconds``; each case is acknowledged and its result reported by its unit as soon as
+   the assignment is on the log, verified by a supervisor once supervision has seen the result,
+   and evaluated by the citizen (which closes it). Closed cases per second; POST→assignment and
+   POST→closure latency. The bench reads the topics itself to see assignments at once (a unit's
+   app would poll its inbox); the actions all go through HTTP.
+4. **settle**, then **queries**: timelines of random stored cases and pages of the case list, one
+   request at a time.
+5. **intake**: POST /v1/cases at a fixed offered rate (open loop: sent on schedule, whatever the
+   answers), then at saturation (``--saturation-concurrency`` clients sending back to back).
+6. **resources**: CPU seconds and peak RSS of each service, the broker, the bench itself and the
+   PostgreSQL server over the measured phases, and what else kept the machine busy.
+7. **rebuild**: with the services stopped, a full replay of each service's topics into a shadow
+   database (``caseloop replay``'s function), events per second.
+
+Consumer lag, outbox backlog and processed counts are read from each service's ``/healthz`` every
+second throughout. ``bench-results/<timestamp>/`` gets ``report.json``, ``bench.png`` and, with
+``--profile SERVICE``, that service's cProfile statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import psutil
+import typer
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import text
+
+from caseloop_deploy.bench_report import (
+    Timed,
+    draw_plot,
+    evaluate_targets,
+    latency_summary,
+    per_second,
+    render_table,
+)
+from caseloop_deploy.databases import connected, drop_database, recreate_database, sibling_url
+from caseloop_deploy.logread import partitions_of
+from caseloop_deploy.replay import replay_service
+from caseloop_deploy.services import SERVICE_NAMES, service_spec
+from caseloop_deploy.stack import LocalStack
+from caseloop_events.broker import free_port
+from caseloop_events.consumer import Delivery
+from caseloop_events.envelope import Envelope, Producer
+from caseloop_events.kafka import KafkaSettings
+from caseloop_events.testing import DevelopmentCaller
+
+DEFAULT_POSTGRES_URL = os.environ.get(
+    "CASELOOP_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+
+#: The systems that report cases (each posts under its own development key).
+SOURCE_SYSTEMS = ("hotline-12345", "grid-worker-app", "police-110", "city-management", "wechat-miniapp", "open311")
+
+#: Reports the triage rules judge on their own (the end-to-end tests close each of them).
+REPORTS: tuple[tuple[str, str, str | None], ...] = (
+    ("小区门口垃圾堆积", "垃圾三天没人清运，气味很大", None),
+    ("路灯不亮", "晚上整条路的路灯都不亮，行人看不清", None),
+    ("楼道堆放杂物", "高层住宅楼道堆满纸箱，消防通道被堵", "high_rise_fire"),
+    ("邻里纠纷", "楼上楼下因为漏水吵架多次", "neighbour_dispute"),
+    ("道路坑洼", "路面出现大坑，电动车容易摔倒", None),
+    ("Noise at night", "construction noise after midnight every day", "noise"),
+)
+
+#: Cases per transaction when pre-loading supervision (the replay path's batches hold ~2,000 records).
+PRELOAD_BATCH_CASES = 150
+
+#: How many of the pre-loaded cases the timeline queries choose from (a uniform sample).
+TIMELINE_SAMPLE = 2000
+
+
+class DatabaseKind(StrEnum):
+    POSTGRESQL = "postgresql"
+    SQLITE = "sqlite"
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    databases: tuple[DatabaseKind, ...] = (DatabaseKind.POSTGRESQL, DatabaseKind.SQLITE)
+    output_dir: Path = Path("bench-results")
+    warmup_cases: int = 6
+    stored_events: int = 20_000
+    loop_seconds: float = 60.0
+    loop_concurrency: int = 32
+    intake_rate: float = 50.0
+    intake_seconds: float = 15.0
+    saturation_seconds: float = 10.0
+    saturation_concurrency: int = 16
+    query_requests: int = 200
+    settle_timeout: float = 30.0
+    source_systems: int = 4
+    postgres_url: str = DEFAULT_POSTGRES_URL
+    profile_service: str | None = None
+    keep_data: bool = False
+    seed: int = 7
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------- the stack
+
+
+#: Runs a service module under cProfile and writes the statistics when it stops. uvicorn raises the
+#: SIGTERM again once it has shut down; turned into SystemExit, it lets the statistics be written.
+_PROFILED = """
+import cProfile, runpy, signal, sys
+def _exit(*_):
+    raise SystemExit(0)
+signal.signal(signal.SIGTERM, _exit)
+out, module = sys.argv[1], sys.argv[2]
+sys.argv = [module]
+profile = cProfile.Profile()
+try:
+    profile.runcall(runpy.run_module, module, run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    profile.dump_stats(out)
+"""
+
+
+@dataclass
+class BenchStack(LocalStack):
+    """The local stack, with one service (optionally) run under cProfile."""
+
+    profiled: str | None = None
+    profile_path: Path | None = None
+
+    def start_service(self, name: str) -> None:
+        if name != self.profiled or self.profile_path is None:
+            super().start_service(name)
+            return
+        service = self.services[name]
+        service.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-c", _PROFILED, str(self.profile_path), f"caseloop_{name}"]
+        with open(service.log_path, "ab") as log:
+            service.process = subprocess.Popen(
+                command,
+                env=self.service_environment(name),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+
+def database_urls(kind: DatabaseKind, data_dir: Path, postgres_url: str, tag: str) -> dict[str, str]:
+    if kind is DatabaseKind.SQLITE:
+        return {name: f"sqlite+aiosqlite:///{(data_dir / f'{name}.db').resolve()}" for name in SERVICE_NAMES}
+    base = postgres_url.rsplit("/", 1)[0]
+    return {name: f"{base}/caseloop_bench_{tag}_{name}" for name in SERVICE_NAMES}
+
+
+# ------------------------------------------------------------------------------ the log, tailed
+
+
+@dataclass(frozen=True)
+class Observed:
+    """An event of interest as the bench saw it on the log."""
+
+    type: str
+    event_id: str
+    causation_id: str | None
+    producer: str
+    unit_id: str | None
+    seen: float
+
+
+class LogTail:
+    """Reads the four service topics as they grow, and wakes whoever waits for a case's event."""
+
+    INTERESTING = frozenset({"case.assigned", "case.result_reported", "case.clock_stopped", "case.closed"})
+
+    def __init__(self, bootstrap_servers: str, topics: Sequence[str]) -> None:
+        self._bootstrap = bootstrap_servers
+        self._topics = list(topics)
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._seen: dict[str, list[Observed]] = {}
+        self._waiters: dict[str, list[tuple[Callable[[Observed], bool], asyncio.Future[Observed]]]] = {}
+        self.records = 0
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            client_id="caseloop-bench",
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=50,
+        )
+        await self._consumer.start()
+        partitions = await partitions_of(self._consumer, self._topics)
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+        self._task = asyncio.create_task(self._run(), name="bench-log-tail")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def records_on_topics(self) -> int:
+        """How many records the four topics hold now (the sum of their end offsets)."""
+        assert self._consumer is not None
+        ends = await self._consumer.end_offsets(list(self._consumer.assignment()))
+        return int(sum(ends.values()))
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            now = time.monotonic()
+            for records in batches.values():
+                for record in records:
+                    self.records += 1
+                    self._observe(record, now)
+
+    def _observe(self, record: Any, now: float) -> None:
+        headers = dict(record.headers or ())
+        event_type = headers.get("ce_type", b"").decode()
+        if event_type not in self.INTERESTING or record.key is None or record.value is None:
+            return
+        case_id = record.key.decode()
+        data = json.loads(record.value)
+        payload = data.get("payload") or {}
+        observed = Observed(
+            type=event_type,
+            event_id=str(data.get("event_id")),
+            causation_id=data.get("causation_id"),
+            producer=str(data.get("producer")),
+            unit_id=payload.get("unit_id") if isinstance(payload, dict) else None,
+            seen=now,
+        )
+        self._seen.setdefault(case_id, []).append(observed)
+        waiting = self._waiters.get(case_id)
+        if not waiting:
+            return
+        for entry in list(waiting):
+            wants, future = entry
+            if not future.done() and wants(observed):
+                future.set_result(observed)
+                waiting.remove(entry)
+
+    async def wait_for(self, case_id: str, wants: Callable[[Observed], bool], timeout: float) -> Observed | None:
+        """The first event of the case that ``wants`` accepts, seen already or within ``timeout``."""
+        for observed in self._seen.get(case_id, []):
+            if wants(observed):
+                return observed
+        future: asyncio.Future[Observed] = asyncio.get_running_loop().create_future()
+        entry = (wants, future)
+        self._waiters.setdefault(case_id, []).append(entry)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            waiting = self._waiters.get(case_id, [])
+            if entry in waiting:
+                waiting.remove(entry)
+            if not waiting:
+                self._waiters.pop(case_id, None)
+
+
+# ------------------------------------------------------------------------- resources and health
+
+
+def _peak_rss_kib(pid: int) -> int | None:
+    """The kernel's high-water mark of the process's resident memory (VmHWM), on Linux."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _is_postgres(process: psutil.Process) -> bool:
+    try:
+        return process.name() in ("postgres", "postmaster")
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+@dataclass
+class CpuSnapshot:
+    at: float
+    processes: dict[str, float]
+    postgres: float
+    machine_busy: float
+
+
+class Monitor:
+    """Every second: each service's /healthz, and the CPU and memory of every process of the run."""
+
+    def __init__(self, stack: LocalStack, t0: float) -> None:
+        self._stack = stack
+        self._t0 = t0
+        self._task: asyncio.Task[None] | None = None
+        self.health: dict[str, list[tuple[float, int | None, int | None, int | None]]] = {n: [] for n in SERVICE_NAMES}
+        self._processes: dict[str, psutil.Process] = {}
+        self._peak_rss: dict[str, int] = {}
+        self._postgres_cpu: dict[int, float] = {}
+        self._postgres_peak_rss = 0
+
+    def track(self) -> None:
+        """(Re)take the processes to watch: the services, the broker and the bench."""
+        self._processes = {}
+        self._peak_rss = {}
+        for name, service in self._stack.services.items():
+            if service.process is not None and service.process.poll() is None:
+                self._processes[name] = psutil.Process(service.process.pid)
+        broker = self._stack.broker
+        if broker is not None and broker.process is not None:
+            self._processes["broker"] = psutil.Process(broker.process.pid)
+        self._processes["bench"] = psutil.Process(os.getpid())
+
+    def start(self) -> None:
+        self.track()
+        self._task = asyncio.create_task(self._run(), name="bench-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def cpu(self) -> CpuSnapshot:
+        processes: dict[str, float] = {}
+        for name, process in self._processes.items():
+            try:
+                times = process.cpu_times()
+                processes[name] = times.user + times.system
+                self._peak_rss[name] = max(self._peak_rss.get(name, 0), process.memory_info().rss)
+            except psutil.NoSuchProcess:
+                continue
+        for process in psutil.process_iter():
+            if _is_postgres(process):
+                try:
+                    times = process.cpu_times()
+                    self._postgres_cpu[process.pid] = times.user + times.system
+                    self._postgres_peak_rss = max(self._postgres_peak_rss, process.memory_info().rss)
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+        machine = psutil.cpu_times()
+        busy = machine.user + machine.nice + machine.system + machine.irq + machine.softirq + machine.steal
+        return CpuSnapshot(time.monotonic() - self._t0, processes, sum(self._postgres_cpu.values()), busy)
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        peaks: dict[str, float] = {}
+        for name, process in self._processes.items():
+            high_water = _peak_rss_kib(process.pid)
+            sampled = self._peak_rss.get(name, 0)
+            peaks[name] = round(max(sampled, (high_water or 0) * 1024) / 2**20, 1)
+        peaks["postgresql"] = round(self._postgres_peak_rss / 2**20, 1)
+        return peaks
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                began = time.monotonic()
+                at = began - self._t0
+                answers = await asyncio.gather(
+                    *(client.get(f"{service.url}/healthz") for service in self._stack.services.values()),
+                    return_exceptions=True,
+                )
+                for name, answer in zip(self._stack.services, answers, strict=True):
+                    if isinstance(answer, httpx.Response) and answer.headers.get("content-type", "").startswith(
+                        "application/json"
+                    ):
+                        body = answer.json()
+                        self.health[name].append(
+                            (round(at, 2), body.get("consumer_lag"), body.get("outbox_pending"), body.get("processed"))
+                        )
+                    else:
+                        self.health[name].append((round(at, 2), None, None, None))
+                self.cpu()
+                await asyncio.sleep(max(1.0 - (time.monotonic() - began), 0.05))
+
+
+def cpu_between(first: CpuSnapshot, last: CpuSnapshot) -> dict[str, Any]:
+    """CPU seconds each process used between two snapshots, and what the rest of the machine used."""
+    used = {name: round(last.processes[name] - first.processes.get(name, 0.0), 2) for name in last.processes}
+    postgres = round(last.postgres - first.postgres, 2)
+    busy = last.machine_busy - first.machine_busy
+    seconds = max(last.at - first.at, 1e-9)
+    cores = psutil.cpu_count() or 1
+    return {
+        "seconds": round(seconds, 1),
+        "processes": used,
+        "postgresql": postgres,
+        "machine_busy_cpu_seconds": round(busy, 1),
+        "machine_busy_percent": round(100 * busy / (seconds * cores), 1),
+        "other_processes_cpu_seconds": round(busy - sum(used.values()) - postgres, 1),
+    }
+
+
+# ----------------------------------------------------------------------------- the HTTP side
+
+
+@dataclass
+class Api:
+    intake: str
+    triage: str
+    dispatch: str
+    supervision: str
+
+    @classmethod
+    def of(cls, stack: LocalStack) -> Api:
+        return cls(*(stack.services[name].url for name in SERVICE_NAMES))
+
+
+def new_client(connections: int = 256) -> httpx.AsyncClient:
+    """A client that sends each request with the development key of whoever would send it."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(60.0),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=64, keepalive_expiry=2.0),
+        auth=DevelopmentCaller(),
+    )
+
+
+@dataclass
+class Counters:
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def count(self, what: str, response: httpx.Response | None) -> None:
+        key = f"{what} {'error' if response is None else response.status_code}"
+        self.statuses[key] = self.statuses.get(key, 0) + 1
+
+
+class CaseFactory:
+    """Reports of the simulated source systems: each case in a grid and with a text none before it
+    had in this run (so screening never links it as a duplicate of an open case)."""
+
+    def __init__(self, grids: Sequence[str], systems: Sequence[str], tag: str) -> None:
+        self._grids = list(grids)
+        self._systems = list(systems)
+        self._tag = tag
+        self._next = 0
+
+    def take(self) -> tuple[int, dict[str, Any]]:
+        n = self._next
+        self._next += 1
+        title, description, category = REPORTS[(n // len(self._grids)) % len(REPORTS)]
+        system = self._systems[n % len(self._systems)]
+        body: dict[str, Any] = {
+            "source_system": system,
+            "external_id": f"BENCH-{self._tag}-{n:07d}",
+            "title": title,
+            "description": description,
+            "location": {"grid_code": self._grids[n % len(self._grids)], "address": f"{n % 40 + 1}号楼"},
+            "reporter": {"name": "王五", "phone": "13900000000"},
+        }
+        if category:
+            body["category"] = category
+        return n, body
+
+
+async def all_grids(client: httpx.AsyncClient, api: Api) -> list[str]:
+    grids: list[str] = []
+    while True:
+        page = (await client.get(f"{api.intake}/v1/grids", params={"limit": 1000, "offset": len(grids)})).json()
+        grids.extend(item["grid_code"] for item in page["items"])
+        if not page["items"] or len(grids) >= page["total"]:
+            return grids
+
+
+@dataclass
+class LoopResults:
+    started: int = 0
+    closed: int = 0
+    failed: int = 0
+    not_accepted: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    posts: list[Timed] = field(default_factory=list)
+    assignments: list[Timed] = field(default_factory=list)
+    closures: list[Timed] = field(default_factory=list)
+    closed_ids: list[str] = field(default_factory=list)
+
+    def fail(self, why: str) -> None:
+        self.failed += 1
+        self.failures[why] = self.failures.get(why, 0) + 1
+
+
+class LoopDriver:
+    """Cases round the whole loop over HTTP: report, acknowledge, result, verify, evaluate."""
+
+    def __init__(
+        self,
+        api: Api,
+        tail: LogTail,
+        cases: CaseFactory,
+        counters: Counters,
+        t0: float,
+        step_timeout: float = 60.0,
+    ) -> None:
+        self.api = api
+        self.tail = tail
+        self.cases = cases
+        self.counters = counters
+        self.t0 = t0
+        self.step_timeout = step_timeout
+        self.results = LoopResults()
+        self.sources = new_client()
+        self.units = new_client()
+        self.supervisors = new_client()
+
+    async def close(self) -> None:
+        for client in (self.sources, self.units, self.supervisors):
+            await client.aclose()
+
+    async def _send(
+        self, client: httpx.AsyncClient, what: str, method: str, url: str, **kw: Any
+    ) -> httpx.Response | None:
+        try:
+            response = await client.request(method, url, **kw)
+        except httpx.HTTPError:
+            response = None
+        self.counters.count(what, response)
+        return response
+
+    async def one_case(self) -> str | None:
+        """One case from report to closure; its id once closed, else None (the failure counted)."""
+        results, api = self.results, self.api
+        _, body = self.cases.take()
+        results.started += 1
+        began = time.monotonic()
+        created = await self._send(self.sources, "POST intake /v1/cases", "POST", f"{api.intake}/v1/cases", json=body)
+        answered = time.monotonic()
+        if created is None or created.status_code not in (200, 201):
+            results.fail("report")
+            return None
+        results.posts.append(Timed(answered - self.t0, answered - began))
+        case = created.json()
+        if case.get("status") != "accepted":
+            results.not_accepted += 1
+            return None
+        case_id = str(case["case_id"])
+        assigned = await self.tail.wait_for(case_id, lambda e: e.type == "case.assigned", self.step_timeout)
+        if assigned is None or assigned.unit_id is None:
+            results.fail("no assignment")
+            return None
+        results.assignments.append(Timed(assigned.seen - self.t0, assigned.seen - began))
+        unit = assigned.unit_id
+        dispatch = f"{api.dispatch}/v1/cases/{case_id}"
+        ack = await self._send(
+            self.units,
+            "POST dispatch acknowledge",
+            "POST",
+            f"{dispatch}/acknowledge",
+            json={"unit_id": unit, "by": "handler-1"},
+        )
+        if ack is None or ack.status_code != 200:
+            results.fail("acknowledge")
+            return None
+        result = await self._send(
+            self.units,
+            "POST dispatch result",
+            "POST",
+            f"{dispatch}/result",
+            json={
+                "unit_id": unit,
+                "by": "handler-1",
+                "summary": "已到现场处理完毕",
+                "evidence": ["https://files.example/p.jpg"],
+            },
+        )
+        if result is None or result.status_code != 200:
+            results.fail("result")
+            return None
+        if not await self._verify(case_id):
+            return None
+        evaluated = await self._send(
+            self.supervisors,
+            "POST supervision evaluation",
+            "POST",
+            f"{api.supervision}/v1/cases/{case_id}/evaluation",
+            json={"rating": "satisfied", "comment": "处理及时"},
+        )
+        closed = time.monotonic()
+        if evaluated is None or evaluated.status_code != 200 or evaluated.json().get("status") != "closed":
+            results.fail("evaluation")
+            return None
+        results.closed += 1
+        results.closures.append(Timed(closed - self.t0, closed - began))
+        results.closed_ids.append(case_id)
+        return case_id
+
+    async def _verify(self, case_id: str) -> bool:
+        """Verify once supervision has seen the result: its handling clock stops on it (an event
+        of supervision caused by the result); a 409 meanwhile is tried again."""
+        reported = await self.tail.wait_for(case_id, lambda e: e.type == "case.result_reported", self.step_timeout)
+        if reported is not None:
+            await self.tail.wait_for(
+                case_id,
+                lambda e: e.producer == Producer.SUPERVISION.value and e.causation_id == reported.event_id,
+                self.step_timeout,
+            )
+        deadline = time.monotonic() + self.step_timeout
+        while True:
+            verified = await self._send(
+                self.supervisors,
+                "POST supervision verification",
+                "POST",
+                f"{self.api.supervision}/v1/cases/{case_id}/verification",
+                json={"passed": True, "by": "supervisor-1", "note": "现场核查属实"},
+            )
+            if verified is not None and verified.status_code == 200:
+                return True
+            if verified is None or verified.status_code != 409 or time.monotonic() > deadline:
+                self.results.fail("verification")
+                return False
+            await asyncio.sleep(0.1)
+
+    async def run_for(self, seconds: float, concurrency: int, drain: float = 20.0) -> None:
+        """``concurrency`` cases in flight until ``seconds`` have passed; then up to ``drain``
+        seconds for the cases still in flight to close (they count for latency, not throughput)."""
+        stop_at = time.monotonic() + seconds
+
+        async def worker() -> None:
+            while time.monotonic() < stop_at:
+                await self.one_case()
+
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        _, pending = await asyncio.wait(workers, timeout=seconds + drain)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        self.results.failed += len(pending)
+        if pending:
+            self.results.failures["still open when the drain ended"] = len(pending)
+
+    async def run_count(self, count: int, concurrency: int) -> None:
+        limit = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with limit:
+                await self.one_case()
+
+        await asyncio.gather(*(one() for _ in range(count)))
+
+
+# ------------------------------------------------------------------------------------- intake
+
+
+@dataclass
+class IntakeResults:
+    sent: int = 0
+    accepted: int = 0
+    errors: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    latencies: list[Timed] = field(default_factory=list)
+    lateness: list[float] = field(default_factory=list)
+
+
+async def post_case(
+    client: httpx.AsyncClient, api: Api, body: dict[str, Any], results: IntakeResults, counters: Counters, t0: float
+) -> None:
+    began = time.monotonic()
+    try:
+        response: httpx.Response | None = await client.post(f"{api.intake}/v1/cases", json=body)
+    except httpx.HTTPError:
+        response = None
+    answered = time.monotonic()
+    counters.count("POST intake /v1/cases", response)
+    if response is not None and response.status_code in (200, 201):
+        results.accepted += 1
+        results.latencies.append(Timed(answered - t0, answered - began))
+    else:
+        results.errors += 1
+
+
+async def intake_fixed_rate(
+    api: Api, cases: CaseFactory, rate: float, seconds: float, counters: Counters, t0: float, outstanding: int = 1000
+) -> IntakeResults:
+    """POST at ``rate`` per second on schedule (open loop), whatever the answers; a send that would
+    pass ``outstanding`` requests in flight is skipped and counted."""
+    results = IntakeResults()
+    total = max(int(rate * seconds), 1)
+    in_flight: set[asyncio.Task[None]] = set()
+    async with new_client(connections=outstanding) as client:
+        began = time.monotonic()
+        for n in range(total):
+            due = began + n / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            results.lateness.append(max(time.monotonic() - due, 0.0))
+            if len(in_flight) >= outstanding:
+                results.skipped += 1
+                continue
+            _, body = cases.take()
+            results.sent += 1
+            task = asyncio.create_task(post_case(client, api, body, results, counters, t0))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=60)
+        results.seconds = time.monotonic() - began
+    return results
+
+
+async def intake_saturation(
+    api: Api, cases: CaseFactory, seconds: float, concurrency: int, counters: Counters, t0: float
+) -> IntakeResults:
+    """``concurrency`` clients posting back to back for ``seconds``."""
+    results = IntakeResults()
+    async with new_client(connections=concurrency) as client:
+        began = time.monotonic()
+        stop_at = began + seconds
+
+        async def sender() -> None:
+            while time.monotonic() < stop_at:
+                _, body = cases.take()
+                results.sent += 1
+                await post_case(client, api, body, results, counters, t0)
+
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        results.seconds = time.monotonic() - began
+    return results
+
+
+def intake_report(results: IntakeResults, offered: float | None, concurrency: int | None) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "seconds": round(results.seconds, 1),
+        "sent": results.sent,
+        "accepted": results.accepted,
+        "errors": results.errors,
+        "accepted_per_second": round(results.accepted / results.seconds, 1) if results.seconds else 0.0,
+        "latency_ms": latency_summary([t.seconds for t in results.latencies]),
+    }
+    if offered is not None:
+        report["offered_per_second"] = offered
+        report["skipped_too_many_in_flight"] = results.skipped
+        report["send_lateness_ms"] = latency_summary(results.lateness)
+    if concurrency is not None:
+        report["concurrency"] = concurrency
+    return report
+
+
+# ------------------------------------------------------------------------------------ queries
+
+
+async def measure_queries(
+    api: Api, timeline_ids: Sequence[str], list_filters: Sequence[dict[str, Any]], requests: int, rng: random.Random
+) -> dict[str, Any]:
+    """Timelines of random stored cases, then pages of the case list; one request at a time."""
+    timeline: list[float] = []
+    events: list[int] = []
+    listing: list[float] = []
+    errors = 0
+    async with new_client(connections=4) as client:
+        for _ in range(requests):
+            case_id = rng.choice(timeline_ids)
+            began = time.monotonic()
+            response = await client.get(f"{api.supervision}/v1/cases/{case_id}/timeline")
+            took = time.monotonic() - began
+            if response.status_code == 200:
+                timeline.append(took)
+                events.append(len(response.json()["events"]))
+            else:
+                errors += 1
+        for n in range(requests):
+            params = list_filters[n % len(list_filters)]
+            began = time.monotonic()
+            response = await client.get(f"{api.supervision}/v1/cases", params=params)
+            took = time.monotonic() - began
+            if response.status_code == 200:
+                listing.append(took)
+            else:
+                errors += 1
+    return {
+        "timeline": {
+            "requests": len(timeline),
+            "events_per_timeline_mean": round(sum(events) / len(events), 1) if events else 0,
+            "latency_ms": latency_summary(timeline),
+        },
+        "case_list": {"requests": len(listing), "filters": list(list_filters), "latency_ms": latency_summary(listing)},
+        "errors": errors,
+    }
+
+
+# --------------------------------------------------------------------------------- the pre-load
+
+
+_TOKEN = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z|CL\d{15}"
+)
+
+
+class CaseTemplate:
+    """A closed case's events as JSON; each clone has new ids, an earlier time, its own numbers."""
+
+    def __init__(self, envelopes: Sequence[Envelope], external_id: str) -> None:
+        self.size = len(envelopes)
+        self._text = "\n".join(event.model_dump_json() for event in envelopes)
+        self._external_id = external_id
+        self._first = envelopes[0].occurred_at
+
+    def clone(self, n: int, rng: random.Random) -> list[Envelope]:
+        shift = timedelta(days=1 + rng.randrange(365), seconds=rng.randrange(86_400))
+        case_no = f"CL{(self._first - shift):%Y%m%d}{n % 10_000_000:07d}"
+        ids: dict[str, str] = {}
+
+        def replace(match: re.Match[str]) -> str:
+            token = match.group(0)
+            if token.startswith("CL"):
+                return case_no
+            if token.endswith("Z"):
+                moved = datetime.fromisoformat(token) - shift
+                return moved.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            if token not in ids:
+                ids[token] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            return ids[token]
+
+        cloned = _TOKEN.sub(replace, self._text).replace(self._external_id, f"BENCH-PRELOAD-{n:08d}")
+        return [Envelope.model_validate_json(line) for line in cloned.split("\n")]
+
+
+async def case_templates(client: httpx.AsyncClient, api: Api, case_ids: Sequence[str]) -> list[CaseTemplate]:
+    """The timelines of closed cases, as templates for the pre-load."""
+    templates: list[CaseTemplate] = []
+    for case_id in case_ids:
+        timeline = (await client.get(f"{api.supervision}/v1/cases/{case_id}/timeline")).json()
+        if timeline.get("status") != "closed":
+            continue
+        envelopes = [
+            Envelope.model_validate(
+                {
+                    "case_id": timeline["case_id"],
+                    **{
+                        key: entry[key]
+                        for key in (
+                            "event_id",
+                            "type",
+                            "schema_version",
+                            "occurred_at",
+                            "producer",
+                            "actor",
+                            "correlation_id",
+                            "causation_id",
+                            "payload",
+                        )
+                    },
+                }
+            )
+            for entry in timeline["events"]
+        ]
+        accepted = next((e for e in envelopes if e.type == "case.accepted"), None)
+        if accepted is None or envelopes[-1].type != "case.closed":
+            continue
+        external_id = str(getattr(accepted.payload, "external_id", ""))
+        templates.append(CaseTemplate(envelopes, external_id))
+    return templates
+
+
+@dataclass
+class PreloadResult:
+    cases: int = 0
+    events: int = 0
+    seconds: float = 0.0
+    timeline_ids: list[str] = field(default_factory=list)
+
+
+async def preload_supervision(
+    database_url: str, kafka: KafkaSettings, templates: Sequence[CaseTemplate], events: int, rng: random.Random
+) -> PreloadResult:
+    """Fill supervision's database with ``events`` events of closed cases through its replay path:
+    per batch one transaction that records the events it keeps and hands its handler each case's
+    last event (``replaying=True``: it folds and projects, and decides nothing), and marks them processed."""
+    spec = service_spec("supervision")
+    runtime = spec.runtime(database_url, kafka)
+    database, handle, keeps = runtime.database, runtime.handle, runtime.keeps
+    assert handle is not None
+    result = PreloadResult()
+    began = shown = time.monotonic()
+    try:
+        await database.create_schema()
+        while result.events < events:
+            batch: list[list[Envelope]] = []
+            while len(batch) < PRELOAD_BATCH_CASES and result.events < events:
+                case = templates[result.cases % len(templates)].clone(result.cases, rng)
+                batch.append(case)
+                result.cases += 1
+                result.events += len(case)
+                # A uniform sample of the pre-loaded cases (reservoir): the timelines the queries ask for.
+                if len(result.timeline_ids) < TIMELINE_SAMPLE:
+                    result.timeline_ids.append(str(case[0].case_id))
+                elif (slot := rng.randrange(result.cases)) < TIMELINE_SAMPLE:
+                    result.timeline_ids[slot] = str(case[0].case_id)
+            async with database.transaction() as uow:
+                await uow.record_many([event for case in batch for event in case[:-1] if keeps(event)])
+                for case in batch:
+                    last = case[-1]
+                    await handle(uow, last, Delivery(kafka.topic_of(last.producer), 0, 0, replaying=True))
+                await uow.mark_processed_many([event.event_id for case in batch for event in case])
+            if time.monotonic() - shown > 10:
+                shown = time.monotonic()
+                rate = result.events / (shown - began)
+                say(f"pre-load: {result.events:,} of {events:,} events ({rate:,.0f} events/s)")
+    finally:
+        await database.dispose()
+        result.seconds = time.monotonic() - began
+    return result
+
+
+async def count_rows(database_url: str, table: str) -> int:
+    async with connected(database_url) as connection:
+        return int(await connection.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
+
+
+# ---------------------------------------------------------------------------------- one run
+
+
+async def wait_until_idle(monitor: Monitor, timeout: float) -> tuple[bool, float]:
+    """Until every service reports no consumer lag and an empty outbox twice in a row (from the
+    monitor's samples); whether it settled, and how long it took."""
+    began = time.monotonic()
+    quiet = 0
+    seen = {name: len(samples) for name, samples in monitor.health.items()}
+    while time.monotonic() - began < timeout:
+        await asyncio.sleep(1.0)
+        fresh = {name: samples[seen[name] :] for name, samples in monitor.health.items()}
+        if not all(fresh.values()):
+            continue
+        seen = {name: len(samples) for name, samples in monitor.health.items()}
+        latest = [samples[-1] for samples in fresh.values()]
+        busy = any(lag is None or lag > 0 or (outbox or 0) > 0 for _, lag, outbox, _ in latest)
+        quiet = 0 if busy else quiet + 1
+        if quiet >= 2:
+            return True, time.monotonic() - began
+    return False, time.monotonic() - began
+
+
+@dataclass
+class Phases:
+    t0: float
+    monitor: Monitor
+    spans: list[dict[str, Any]] = field(default_factory=list)
+
+    async def run(self, name: str, work: Awaitable[Any]) -> Any:
+        start = self.monitor.cpu()
+        say(f"{name} ...")
+        try:
+            return await work
+        finally:
+            end = self.monitor.cpu()
+            self.spans.append(
+                {"name": name, "start": round(start.at, 1), "end": round(end.at, 1), "cpu": cpu_between(start, end)}
+            )
+
+
+def _profile_top(path: Path, out: Path, entries: int = 30) -> dict[str, Any]:
+    import pstats
+
+    with open(out, "w") as stream:
+        stats = pstats.Stats(str(path), stream=stream)
+        stats.sort_stats("tottime").print_stats(entries)
+        stats.sort_stats("cumulative").print_stats(entries)
+    table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total = sum(value[2] for value in table.values())
+
+    def entry(key: tuple[str, int, str], value: tuple[Any, ...]) -> dict[str, Any]:
+        file, line, name = key
+        where = file.split("/src/", 1)[1] if "/src/caseloop_" in file else Path(file).name
+        return {
+            "function": f"{where}:{line}({name})",
+            "calls": value[1],
+            "own_seconds": round(value[2], 3),
+            "cumulative_seconds": round(value[3], 3),
+        }
+
+    by_own = sorted(table.items(), key=lambda item: item[1][2], reverse=True)[:entries]
+    # The project's own functions by the time spent in them and below: which work costs what.
+    ours = sorted(
+        ((key, value) for key, value in table.items() if "/src/caseloop_" in key[0]),
+        key=lambda item: item[1][3],
+        reverse=True,
+    )[:entries]
+    return {
+        "clock": "wall time of the service's main thread (time waiting for the CPU or the GIL included)",
+        "total_seconds": round(total, 2),
+        "top_by_own_time": [entry(key, value) for key, value in by_own],
+        "caseloop_top_by_cumulative_time": [entry(key, value) for key, value in ours],
+        "text": str(out),
+    }
+
+
+async def run_kind(kind: DatabaseKind, options: BenchOptions, out_dir: Path, rng: random.Random) -> dict[str, Any]:
+    """One whole run on one kind of database; its section of the report."""
+    tag = uuid.uuid4().hex[:8]
+    data_dir = out_dir / f"data-{kind.value}"
+    urls = database_urls(kind, data_dir, options.postgres_url, tag)
+    shadows = {name: sibling_url(url, "shadow") for name, url in urls.items()}
+    profile_path = (
+        out_dir / f"profile-{kind.value}-{options.profile_service}.pstats" if options.profile_service else None
+    )
+    stack = BenchStack(
+        data_dir,
+        ports={name: free_port() for name in SERVICE_NAMES},
+        database_urls=urls,
+        extra_env={"CASELOOP_PROFILE": "development", "CASELOOP_RATE_LIMIT_PER_SECOND": "0"},
+        profiled=options.profile_service,
+        profile_path=profile_path,
+    )
+    run: dict[str, Any] = {"database": kind.value}
+    began = time.monotonic()
+    for url in urls.values():
+        await recreate_database(url)
+    t0 = time.monotonic()
+    tail: LogTail | None = None
+    monitor = Monitor(stack, t0)
+    counters = Counters()
+    try:
+        await asyncio.to_thread(stack.start)
+        assert stack.broker is not None
+        kafka = KafkaSettings(kafka_bootstrap_servers=stack.broker.bootstrap_servers, kafka_idempotent_producer=True)
+        api = Api.of(stack)
+        tail = LogTail(stack.broker.bootstrap_servers, [kafka.topic_of(p) for p in Producer])
+        await tail.start()
+        async with new_client() as client:
+            grids = await all_grids(client, api)
+        cases = CaseFactory(grids, SOURCE_SYSTEMS[: max(options.source_systems, 1)], tag)
+
+        # warm-up, templates
+        say(f"{kind}: warm-up, {options.warmup_cases} cases round the loop")
+        warm = LoopDriver(api, tail, cases, counters, t0)
+        try:
+            await warm.run_count(options.warmup_cases, concurrency=options.warmup_cases)
+        finally:
+            await warm.close()
+        if not warm.results.closed_ids:
+            raise RuntimeError(f"no warm-up case closed: {warm.results.failures}; see {data_dir / 'logs'}")
+        monitor.start()
+        await wait_until_idle(monitor, options.settle_timeout)
+        async with new_client() as client:
+            templates = await case_templates(client, api, warm.results.closed_ids)
+        await monitor.stop()
+
+        # pre-load supervision's case log
+        preload = PreloadResult()
+        if options.stored_events > 0 and templates:
+            say(f"{kind}: pre-loading {options.stored_events:,} events into supervision's database")
+            # The tail would poll the broker all along in this very process: stopped meanwhile, and
+            # read again from the start afterwards.
+            await tail.stop()
+            await asyncio.to_thread(stack.stop_service, "supervision")
+            preload = await preload_supervision(urls["supervision"], kafka, templates, options.stored_events, rng)
+            say(f"{kind}: pre-loaded {preload.events:,} events in {preload.seconds:.0f}s")
+            stack.start_service("supervision")
+            await asyncio.to_thread(stack.wait_healthy, 120.0, ("supervision",))
+            tail = LogTail(stack.broker.bootstrap_servers, [kafka.topic_of(p) for p in Producer])
+            await tail.start()
+        run["preload"] = {
+            "cases": preload.cases,
+            "events": preload.events,
+            "seconds": round(preload.seconds, 1),
+            "events_per_second": round(preload.events / preload.seconds) if preload.seconds else 0,
+            "templates": len(templates),
+        }
+
+        # the measured phases
+        monitor.start()
+        phases = Phases(t0, monitor)
+        window_start = monitor.cpu()
+        driver = LoopDriver(api, tail, cases, counters, t0)
+        loop_began = time.monotonic()
+        try:
+            await phases.run("loop", driver.run_for(options.loop_seconds, options.loop_concurrency))
+        finally:
+            await driver.close()
+        loop = driver.results
+        loop_window = (loop_began - t0, loop_began - t0 + options.loop_seconds)
+        steady_from = loop_window[0] + options.loop_seconds * 0.2
+        in_window = [c for c in loop.closures if c.at < loop_window[1]]
+        steady = [c for c in in_window if c.at >= steady_from]
+        run["loop"] = {
+            "seconds": options.loop_seconds,
+            "concurrency": options.loop_concurrency,
+            "source_systems": list(SOURCE_SYSTEMS[: max(options.source_systems, 1)]),
+            "started": loop.started,
+            "closed": loop.closed,
+            "closed_in_window": len(in_window),
+            "failed": loop.failed,
+            "not_accepted": loop.not_accepted,
+            "failures": loop.failures,
+            "closed_per_second": round(len(in_window) / options.loop_seconds, 2),
+            "closed_per_second_steady": round(len(steady) / (loop_window[1] - steady_from), 2),
+            "latency_ms": {
+                "post": latency_summary([t.seconds for t in loop.posts]),
+                "post_to_assignment": latency_summary([t.seconds for t in loop.assignments]),
+                "post_to_closure": latency_summary([t.seconds for t in loop.closures]),
+            },
+        }
+
+        settled, waited = await phases.run("settle", wait_until_idle(monitor, options.settle_timeout))
+        run["settle"] = {"settled": settled, "seconds": round(waited, 1)}
+
+        stored = await count_rows(urls["supervision"], "case_events")
+        supervision_cases = await count_rows(urls["supervision"], "cases")
+        timeline_ids = preload.timeline_ids + loop.closed_ids or warm.results.closed_ids
+        towns = sorted({grid[:9] for grid in grids})
+        filters: list[dict[str, Any]] = [
+            {"limit": 50},
+            {"status": "closed", "limit": 50},
+            {"town_code": rng.choice(towns), "limit": 50},
+            {"status": "closed", "town_code": rng.choice(towns), "limit": 50, "offset": 500},
+            {"returned_more_than_once": "true", "limit": 50},
+            {"overdue": "true", "limit": 50},
+        ]
+        run["queries"] = await phases.run(
+            "queries", measure_queries(api, timeline_ids, filters, options.query_requests, rng)
+        )
+        run["queries"]["stored_events"] = stored
+
+        fixed = await phases.run(
+            "intake_fixed_rate",
+            intake_fixed_rate(api, cases, options.intake_rate, options.intake_seconds, counters, t0),
+        )
+        saturated = await phases.run(
+            "intake_saturation",
+            intake_saturation(api, cases, options.saturation_seconds, options.saturation_concurrency, counters, t0),
+        )
+        run["intake"] = {
+            "fixed_rate": intake_report(fixed, options.intake_rate, None),
+            "saturation": intake_report(saturated, None, options.saturation_concurrency),
+        }
+        window_end = monitor.cpu()
+        await monitor.stop()
+        records = await tail.records_on_topics()
+        run["stored_events"] = {
+            "requested": options.stored_events,
+            "preloaded_into_supervision": preload.events,
+            "supervision_case_log": stored,
+            "supervision_cases": supervision_cases,
+            "log_records": records,
+            "note": "pre-loaded events are in supervision's case log and case list (what the queries read), "
+            "not on the topics; log_records counts the four service topics",
+        }
+
+        # resources over the measured phases
+        used = cpu_between(window_start, window_end)
+        peaks = monitor.peak_rss_mb()
+        resources: dict[str, Any] = {
+            name: {
+                "cpu_seconds": used["processes"].get(name),
+                "cpu_percent_of_one_core": round(100 * used["processes"].get(name, 0.0) / used["seconds"], 1),
+                "peak_rss_mb": peaks.get(name),
+            }
+            for name in (*SERVICE_NAMES, "broker", "bench")
+        }
+        resources["postgresql"] = {
+            "cpu_seconds": used["postgresql"],
+            "cpu_percent_of_one_core": round(100 * used["postgresql"] / used["seconds"], 1),
+            "peak_rss_mb": peaks.get("postgresql"),
+            "note": "every process of the PostgreSQL server (all databases), largest single RSS",
+        }
+        resources["machine"] = {
+            "seconds": used["seconds"],
+            "cores": psutil.cpu_count(),
+            "busy_percent": used["machine_busy_percent"],
+            "other_processes_cpu_seconds": used["other_processes_cpu_seconds"],
+        }
+        run["resources"] = resources
+        run["phases"] = phases.spans
+        run["consumer_lag"] = {
+            name: {
+                "max": max((s[1] for s in samples if s[1] is not None), default=None),
+                "mean": round(sum(s[1] for s in samples if s[1] is not None) / max(len(samples), 1), 1),
+                "samples": [[s[0], s[1], s[2]] for s in samples],
+            }
+            for name, samples in monitor.health.items()
+        }
+        end = monitor.cpu().at
+        run["series"] = {
+            "closure": per_second(loop.closures, 0.0, end),
+            "assignment": per_second(loop.assignments, 0.0, end),
+            "intake": per_second([*loop.posts, *fixed.latencies, *saturated.latencies], 0.0, end),
+        }
+        run["http_statuses"] = dict(sorted(counters.statuses.items()))
+    finally:
+        if tail is not None:
+            await tail.stop()
+        await monitor.stop()
+        await asyncio.to_thread(_stop_services, stack)
+
+    try:
+        if profile_path is not None and profile_path.exists():
+            run["profile"] = {
+                "service": options.profile_service,
+                **_profile_top(profile_path, profile_path.with_suffix(".txt")),
+            }
+        run["rebuild"] = await rebuild_all(stack, urls, shadows)
+    finally:
+        stack.stop()
+        if not options.keep_data:
+            for url in (*urls.values(), *shadows.values()):
+                await drop_database(url)
+            shutil.rmtree(data_dir, ignore_errors=True)
+    run["wall_seconds"] = round(time.monotonic() - began, 1)
+    return run
+
+
+def _stop_services(stack: LocalStack) -> None:
+    for name in reversed(SERVICE_NAMES):
+        stack.stop_service(name, timeout=60.0)
+
+
+async def rebuild_all(stack: LocalStack, urls: Mapping[str, str], shadows: Mapping[str, str]) -> dict[str, Any]:
+    """A full replay of each service from the topics into a fresh shadow database (the services are
+    stopped: nothing else runs), as ``caseloop replay --service NAME`` does."""
+    assert stack.broker is not None
+    kafka = KafkaSettings(kafka_bootstrap_servers=stack.broker.bootstrap_servers, kafka_idempotent_producer=True)
+    results: dict[str, Any] = {}
+    for name in SERVICE_NAMES:
+        say(f"rebuild {name} ...")
+        await recreate_database(shadows[name])
+        report = await replay_service(service_spec(name), kafka, shadows[name])
+        results[name] = {
+            "records": report.records,
+            "handled": report.handled,
+            "skipped": len(report.skipped),
+            "seconds": round(report.seconds, 2),
+            "events_per_second": round(report.events_per_second),
+        }
+        await drop_database(shadows[name])
+    return results
+
+
+# ------------------------------------------------------------------------------------- the bench
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        model = platform.processor()
+    return {
+        "cpu": model,
+        "cores": psutil.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
+async def run_bench(options: BenchOptions) -> tuple[dict[str, Any], Path]:
+    """Every run of ``options``; the report, also written with its plot under the output folder."""
+    # The replay and the pre-load build each service's app in this process: the development profile.
+    os.environ.setdefault("CASELOOP_PROFILE", "development")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out_dir = (options.output_dir / stamp).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(options.seed)
+    began = time.monotonic()
+    report: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "options": {
+            key: (
+                str(value)
+                if isinstance(value, Path)
+                else [str(v) for v in value]
+                if isinstance(value, tuple)
+                else value
+            )
+            for key, value in vars(options).items()
+        },
+        "runs": {},
+    }
+    for kind in options.databases:
+        say(f"--- {kind.value} ---")
+        report["runs"][kind.value] = await run_kind(kind, options, out_dir, rng)
+    report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    report["wall_seconds"] = round(time.monotonic() - began, 1)
+    report["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    report["targets"] = evaluate_targets(report["runs"])
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    draw_plot(report, out_dir / "bench.png")
+    return report, out_dir
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0] if __doc__ else None)
+
+
+@app.command()
+def main(
+    databases: Annotated[
+        list[DatabaseKind] | None, typer.Option("--database", "-d", help="database kind to run on; repeat for both")
+    ] = None,
+    output_dir: Annotated[Path, typer.Option(help="where bench-results/<timestamp>/ goes")] = Path("bench-results"),
+    warmup_cases: Annotated[int, typer.Option(help="cases round the loop before measuring")] = 6,
+    stored_events: Annotated[
+        int, typer.Option(help="events pre-loaded into supervision's case log before the queries")
+    ] = 20_000,
+    loop_seconds: Annotated[float, typer.Option(help="how long the whole loop is driven")] = 60.0,
+    loop_concurrency: Annotated[int, typer.Option(help="cases in flight in the loop")] = 32,
+    intake_rate: Annotated[float, typer.Option(help="offered cases/s of the fixed-rate intake phase")] = 50.0,
+    intake_seconds: Annotated[float, typer.Option(help="length of the fixed-rate intake phase")] = 15.0,
+    saturation_seconds: Annotated[float, typer.Option(help="length of the intake saturation phase")] = 10.0,
+    saturation_concurrency: Annotated[int, typer.Option(help="clients posting back to back at saturation")] = 16,
+    query_requests: Annotated[int, typer.Option(help="timeline requests, and as many case-list requests")] = 200,
+    settle_timeout: Annotated[float, typer.Option(help="longest wait for the consumers to catch up")] = 30.0,
+    source_systems: Annotated[int, typer.Option(help="simulated source systems reporting cases")] = 4,
+    postgres_url: Annotated[str, typer.Option(help="a PostgreSQL server to create the run's databases on")] = (
+        DEFAULT_POSTGRES_URL
+    ),
+    profile: Annotated[
+        str | None, typer.Option(help="run this service under cProfile (slows it) and report its top functions")
+    ] = None,
+    keep_data: Annotated[bool, typer.Option(help="keep the databases and broker data after the run")] = False,
+    seed: Annotated[int, typer.Option(help="random seed (which cases are queried, pre-load times)")] = 7,
+) -> None:
+    """Start the broker and the four services, drive cases through the HTTP APIs, and write
+    bench-results/<timestamp>/report.json, bench.png and a short table."""
+    if profile is not None and profile not in SERVICE_NAMES:
+        raise typer.BadParameter(f"--profile takes one of {', '.join(SERVICE_NAMES)}")
+    options = BenchOptions(
+        databases=tuple(dict.fromkeys(databases)) if databases else BenchOptions.databases,
+        output_dir=output_dir,
+        warmup_cases=warmup_cases,
+        stored_events=stored_events,
+        loop_seconds=loop_seconds,
+        loop_concurrency=loop_concurrency,
+        intake_rate=intake_rate,
+        intake_seconds=intake_seconds,
+        saturation_seconds=saturation_seconds,
+        saturation_concurrency=saturation_concurrency,
+        query_requests=query_requests,
+        settle_timeout=settle_timeout,
+        source_systems=source_systems,
+        postgres_url=postgres_url,
+        profile_service=profile,
+        keep_data=keep_data,
+        seed=seed,
+    )
+    # Ctrl-C or SIGTERM: the finally blocks stop the processes and drop the databases.
+    signal.signal(signal.SIGTERM, _interrupt)
+    report, out_dir = asyncio.run(run_bench(options))
+    print(render_table(report))
+    print(
+        f"\nwall time {report['wall_seconds']:.0f}s; report: {out_dir / 'report.json'}; plot: {out_dir / 'bench.png'}"
+    )
+
+
+if __name__ == "__main__":
+    app()
