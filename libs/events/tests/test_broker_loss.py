@@ -233,3 +233,26 @@ async def test_a_consumer_started_on_a_partition_whose_end_was_lost_and_written_
         await database.dispose()
 
     assert handled == [e.event_id for e in kept + lost + written_since], "the records written since, none passed over"
+
+
+@pytest.mark.parametrize("value", [b"\x00\xff not json", b"[1, 2]", b'"text"', b"{not json", None])
+def test_a_poison_record_on_the_topic_has_no_event_id_and_does_not_stop_the_relays_check(value: bytes | None) -> None:
+    from aiokafka import ConsumerRecord
+
+    from caseloop_events.outbox import record_event_id
+
+    record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
+        topic="t",
+        partition=0,
+        offset=1,
+        timestamp=0,
+        timestamp_type=0,
+        key=None,
+        value=value,
+        checksum=None,
+        serialized_key_size=0,
+        serialized_value_size=0,
+        headers=(),
+    )
+
+    assert record_event_id(record) is None

@@ -247,7 +247,7 @@ async def _event_ids_at_the_end(
         if time.monotonic() > deadline:
             raise TimeoutError(f"could not read to the end of {sorted(pending)}")
         for tp, records in (await consumer.getmany(*pending, timeout_ms=500)).items():
-            found[tp].update(filter(None, map(_event_id, records)))
+            found[tp].update(filter(None, map(record_event_id, records)))
         for tp in list(pending):
             highwater = consumer.highwater(tp)
             if highwater is not None and await consumer.position(tp) >= highwater:
@@ -265,12 +265,14 @@ class _Outgoing:
     envelope: str
 
 
-def _event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
+def record_event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The event id a record carries, or None for anything else on the topic (a poison message
+    someone else wrote must not stop the relay's check)."""
     header: bytes | None = dict(record.headers or ()).get("ce_id")
     if header is not None:
-        return header.decode()
+        return header.decode(errors="replace")
     try:
         event_id = json.loads(record.value or b"{}").get("event_id")
-    except (json.JSONDecodeError, AttributeError):
+    except (ValueError, AttributeError):  # not JSON, not UTF-8, or not an object
         return None
     return str(event_id) if event_id is not None else None
