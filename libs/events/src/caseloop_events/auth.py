@@ -113,6 +113,15 @@ class Principal(BaseModel):
         if self.role is Role.UNIT and self.unit_id not in set(unit_ids):
             raise Forbidden(f"the case is not assigned to unit {self.unit_id}")
 
+    def require_case(
+        self, *, source_system: str | None, unit_ids: Iterable[str | None], place_code: str | None
+    ) -> None:
+        """403 unless the case is this caller's to see: a source system's own, a unit's assigned
+        case (lead or assisting), or one in the caller's region — each role held to its own test."""
+        self.require_source_system(source_system)
+        self.require_unit(unit_ids)
+        self.require_region(place_code)
+
     def actor(self, person: str | None = None) -> Actor:
         """The actor an event records: the named person if the body names one, else the caller."""
         role = ActorRole(self.role.value) if self.role.value in ActorRole.__members__.values() else ActorRole.SYSTEM

@@ -50,8 +50,8 @@ async def _require_case_access(services: DispatchServices, caller: Principal, ca
     """The case's assignment, if the caller may see it: a unit it is assigned to (lead or assisting),
     or a supervisor of its region; 403 else."""
     assignment = await views.assignment(services.database, case_id)
-    caller.require_unit([assignment.unit_id, *assignment.assisting_unit_ids])
-    caller.require_region(assignment.town_code)
+    units = [assignment.unit_id, *assignment.assisting_unit_ids]
+    caller.require_case(source_system=None, unit_ids=units, place_code=assignment.town_code)
     return assignment
 
 

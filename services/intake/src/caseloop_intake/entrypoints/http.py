@@ -224,10 +224,8 @@ def _town_of(case: IntakeCase) -> str | None:
 def _require_access(caller: Principal, case: IntakeCase) -> None:
     """403 unless the case is the calling system's own, or lies in the caller's region."""
     told = case.report if case.report is not None else case.rejected
-    if caller.role is Role.SOURCE_SYSTEM:
-        caller.require_source_system(told.source_system if told is not None else None)
-    else:
-        caller.require_region(_town_of(case))
+    source_system = told.source_system if told is not None else None
+    caller.require_case(source_system=source_system, unit_ids=(), place_code=_town_of(case))
 
 
 def _reporter_masked(read: CaseRead) -> CaseRead:

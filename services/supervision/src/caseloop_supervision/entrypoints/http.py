@@ -121,9 +121,7 @@ async def _require_case_access(services: SupervisionServices, caller: Principal,
     """The case as it stands, if the caller may see it: the system that reported it, a unit it is
     assigned to, a supervisor of its region (operators read timelines, masked); 403 else."""
     view = await handlers.get_case(services, case_id)
-    caller.require_source_system(view.source_system)
-    caller.require_unit(_units_of(view))
-    caller.require_region(view.town_code)
+    caller.require_case(source_system=view.source_system, unit_ids=_units_of(view), place_code=view.town_code)
     return view
 
 
