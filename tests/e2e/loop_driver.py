@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from caseloop_deploy.samples import REPORTS
 from caseloop_deploy.stack import LocalStack
 from caseloop_events.testing import DevelopmentCaller
 
@@ -29,16 +30,6 @@ HAPPY_PATH = [
 #: assignment and stopped at the acknowledgement, the handling clock started there and stopped at
 #: the result (in the timeline among the events that caused them).
 HAPPY_PATH_CLOCKS = {"case.deadline_set": 2, "case.clock_stopped": 2}
-
-# Reports a hotline or a grid worker might send: text the rules can judge, in several grids.
-REPORTS = [
-    ("小区门口垃圾堆积", "垃圾三天没人清运，气味很大", None),
-    ("路灯不亮", "晚上整条路的路灯都不亮，行人看不清", None),
-    ("楼道堆放杂物", "高层住宅楼道堆满纸箱，消防通道被堵", "high_rise_fire"),
-    ("邻里纠纷", "楼上楼下因为漏水吵架多次", "neighbour_dispute"),
-    ("道路坑洼", "路面出现大坑，电动车容易摔倒", None),
-    ("Noise at night", "construction noise after midnight every day", "noise"),
-]
 
 
 def new_client(timeout: float = 30.0) -> httpx.AsyncClient:

@@ -69,6 +69,7 @@ from caseloop_deploy.bench_report import (
 from caseloop_deploy.databases import connected, drop_database, recreate_database, sibling_url
 from caseloop_deploy.logread import partitions_of
 from caseloop_deploy.replay import replay_service
+from caseloop_deploy.samples import REPORTS
 from caseloop_deploy.services import SERVICE_NAMES, service_spec
 from caseloop_deploy.stack import LocalStack
 from caseloop_events.broker import free_port
@@ -81,18 +82,17 @@ DEFAULT_POSTGRES_URL = os.environ.get(
     "CASELOOP_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 
+
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task of the bench and wait until it has stopped."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 #: The systems that report cases (each posts under its own development key).
 SOURCE_SYSTEMS = ("hotline-12345", "grid-worker-app", "police-110", "city-management", "wechat-miniapp", "open311")
 
-#: Reports the triage rules judge on their own (the end-to-end tests close each of them).
-REPORTS: tuple[tuple[str, str, str | None], ...] = (
-    ("小区门口垃圾堆积", "垃圾三天没人清运，气味很大", None),
-    ("路灯不亮", "晚上整条路的路灯都不亮，行人看不清", None),
-    ("楼道堆放杂物", "高层住宅楼道堆满纸箱，消防通道被堵", "high_rise_fire"),
-    ("邻里纠纷", "楼上楼下因为漏水吵架多次", "neighbour_dispute"),
-    ("道路坑洼", "路面出现大坑，电动车容易摔倒", None),
-    ("Noise at night", "construction noise after midnight every day", "noise"),
-)
 
 #: Cases per transaction when pre-loading supervision (the replay path's batches hold ~2,000 records).
 PRELOAD_BATCH_CASES = 150
@@ -229,10 +229,8 @@ class LogTail:
         self._task = asyncio.create_task(self._run(), name="bench-log-tail")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await _cancelled(self._task)
+        self._task = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
@@ -358,10 +356,8 @@ class Monitor:
         self._task = asyncio.create_task(self._run(), name="bench-monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await _cancelled(self._task)
+        self._task = None
 
     def cpu(self) -> CpuSnapshot:
         processes: dict[str, float] = {}

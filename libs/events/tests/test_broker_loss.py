@@ -33,6 +33,21 @@ from caseloop_events.unit_of_work import Database, UnitOfWork
 SAVED_AFTER = 2.5
 
 
+async def one_partition_and_a_database(broker: LocalBroker, path: Path) -> tuple[KafkaSettings, str, Database]:
+    """Topics of their own with one partition (so the order on it is the order sent), and a SQLite
+    database with the runtime's tables, writing to supervision's topic."""
+    kafka = KafkaSettings(
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        caseloop_topic_partitions=1,
+        caseloop_topic_namespace=f"test-{uuid.uuid4().hex[:12]}",
+    )
+    topic = kafka.topic_of(Producer.SUPERVISION)
+    await ensure_topics(broker.bootstrap_servers, 1, 1, kafka.all_topics)
+    database = Database(f"sqlite+aiosqlite:///{path}", define_runtime_tables(MetaData()), topic, SystemClock())
+    await database.create_schema()
+    return kafka, topic, database
+
+
 def an_event() -> Envelope:
     return new_event(
         CaseVerified(verified_by="supervisor-1"),
@@ -55,17 +70,7 @@ async def broker(tmp_path: Path) -> AsyncIterator[LocalBroker]:
 async def test_records_the_broker_lost_are_published_again_in_order_by_a_new_producer(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
-    kafka = KafkaSettings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        caseloop_topic_partitions=1,
-        caseloop_topic_namespace=f"test-{uuid.uuid4().hex[:12]}",
-    )
-    topic = kafka.topic_of(Producer.SUPERVISION)
-    await ensure_topics(broker.bootstrap_servers, 1, 1, kafka.all_topics)
-    database = Database(
-        f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}", define_runtime_tables(MetaData()), topic, SystemClock()
-    )
-    await database.create_schema()
+    kafka, topic, database = await one_partition_and_a_database(broker, tmp_path / "relay.db")
     producers: list[AIOKafkaProducer] = []
 
     async def new_producer() -> AIOKafkaProducer:
@@ -177,17 +182,7 @@ async def _consumed(consumer: EventConsumer, count: int) -> bool:
 async def test_a_consumer_started_on_a_partition_whose_end_was_lost_and_written_again_reads_it_again(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
-    kafka = KafkaSettings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        caseloop_topic_partitions=1,
-        caseloop_topic_namespace=f"test-{uuid.uuid4().hex[:12]}",
-    )
-    topic = kafka.topic_of(Producer.SUPERVISION)
-    await ensure_topics(broker.bootstrap_servers, 1, 1, kafka.all_topics)
-    database = Database(
-        f"sqlite+aiosqlite:///{tmp_path / 'consumer.db'}", define_runtime_tables(MetaData()), topic, SystemClock()
-    )
-    await database.create_schema()
+    kafka, topic, database = await one_partition_and_a_database(broker, tmp_path / "consumer.db")
     handled: list[uuid.UUID] = []
 
     async def handle(uow: UnitOfWork, event: Envelope, delivery: Delivery) -> None:
