@@ -37,7 +37,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from caseloop_events.envelope import ACTING_SUBJECT, Actor, ActorRole
+from caseloop_events.envelope import ACTING_SUBJECT
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,6 @@ class Principal(BaseModel):
         self.require_source_system(source_system)
         self.require_unit(unit_ids)
         self.require_region(place_code)
-
-    def actor(self, person: str | None = None) -> Actor:
-        """The actor an event records: the named person if the body names one, else the caller."""
-        role = ActorRole(self.role.value) if self.role.value in ActorRole.__members__.values() else ActorRole.SYSTEM
-        return Actor(id=person or self.subject, role=role, unit_id=self.unit_id)
 
 
 class ApiKeyEntry(BaseModel):

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from caseloop_events.auth import Principal, Role, admits
 from caseloop_events.contracts.intake import Reporter
+from caseloop_events.envelope import Actor, ActorRole
 from caseloop_events.http import CorrelationId, PageOffset
 from caseloop_events.personal_data import masked_reporter, may_see_personal_data, record_read
 from caseloop_intake.domain.model import (
@@ -124,7 +125,8 @@ async def _report(
         occurred_at=body.occurred_at,
         attachments=tuple(str(url) for url in body.attachments),
         callback_url=str(body.callback_url) if body.callback_url is not None else None,
-        reported_by=caller.actor(),
+        # The system reports under its name; the key it used is recorded as the actor's subject.
+        reported_by=Actor(id=body.source_system, role=ActorRole.SOURCE_SYSTEM),
         now=services.clock.now(),
     )
     outcome = await handlers.report_case(services, command, correlation_id)
