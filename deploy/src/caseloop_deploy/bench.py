@@ -73,7 +73,7 @@ from caseloop_deploy.samples import REPORTS
 from caseloop_deploy.services import SERVICE_NAMES, service_spec
 from caseloop_deploy.stack import LocalStack
 from caseloop_events.broker import free_port
-from caseloop_events.consumer import Delivery
+from caseloop_events.consumer import FETCH_WINDOW_MS, Delivery, FetchPacer
 from caseloop_events.envelope import Envelope, Producer
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.testing import DevelopmentCaller
@@ -243,8 +243,14 @@ class LogTail:
 
     async def _run(self) -> None:
         assert self._consumer is not None
+        pacer = FetchPacer(self._consumer)  # the bench must not spin on an idle broker either
         while True:
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            batches = await self._consumer.getmany(timeout_ms=FETCH_WINDOW_MS, max_records=5000)
+            if not batches:
+                assigned = self._consumer.assignment()
+                await pacer.rest_when_caught_up({tp: await self._consumer.position(tp) for tp in assigned})
+                continue
+            pacer.got_records()
             now = time.monotonic()
             for records in batches.values():
                 for record in records:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -215,3 +217,95 @@ def test_a_poison_report_is_described_without_the_reporters_data() -> None:
     assert "event_id" in described
     assert "13900000000" not in described
     assert "王五" not in described
+
+
+async def logged_event_ids(database: Database, case_id: uuid.UUID) -> list[uuid.UUID]:
+    log = database.tables.case_events
+    async with database.reading() as session:
+        found = await session.scalars(select(log.c.event_id).where(log.c.case_id == str(case_id)))
+        return sorted(uuid.UUID(i) for i in found)
+
+
+async def test_a_batch_whose_handler_fails_on_one_event_is_undone_and_each_other_event_lands_once(
+    database: Database, producer: AIOKafkaProducer, kafka_settings: KafkaSettings
+) -> None:
+    # One case, so one partition and one poll: the failing event sits between two good ones.
+    topic = kafka_settings.topic_of(Producer.SUPERVISION)
+    case_id = uuid.uuid4()
+    before, refused, after = (a_verified_event(case_id) for _ in range(3))
+    await publish(kafka_settings.kafka_bootstrap_servers, topic, before, refused, after)
+    handler = FailingHandler(refused.event_id)
+    consumer = a_consumer(database, kafka_settings, handler, producer)
+    await consumer.start()
+    try:
+        await drain(consumer, 3)
+    finally:
+        await consumer.stop()
+    assert handler.attempts == HANDLER_ATTEMPTS, "the attempt in the batch counts as the first"
+    assert consumer.deadlettered_total == 1
+    assert consumer.handled_total == 2
+    assert await logged_event_ids(database, case_id) == sorted([before.event_id, after.event_id])
+    async with database.transaction() as uow:
+        assert await uow.processed_among([before.event_id, refused.event_id, after.event_id]) == {
+            before.event_id,
+            after.event_id,
+        }
+
+
+async def test_many_events_of_one_poll_are_handled_once_each_with_the_checkpoint_at_the_end(
+    database: Database, producer: AIOKafkaProducer, kafka_settings: KafkaSettings
+) -> None:
+    topic = kafka_settings.topic_of(Producer.SUPERVISION)
+    case_ids = [uuid.uuid4() for _ in range(5)]
+    events = [a_verified_event(case_ids[n % 5]) for n in range(60)]
+    await publish(kafka_settings.kafka_bootstrap_servers, topic, *events, events[0], events[1])
+    handler = RecordingHandler()
+    consumer = a_consumer(database, kafka_settings, handler, producer)
+    await consumer.start()
+    try:
+        await drain(consumer, 62)
+    finally:
+        await consumer.stop()
+    assert sorted(handler.seen) == sorted(e.event_id for e in events), "the redelivered two are skipped"
+    assert consumer.duplicates_total == 2
+    table = database.tables.checkpoints
+    async with database.reading() as session:
+        stored = sum((await session.scalars(select(table.c.next_offset).where(table.c.consumer == "probe"))).all())
+    assert stored == 62, "every partition's checkpoint is past its last record"
+
+
+async def test_an_idle_consumer_rests_between_fetches_and_still_sees_a_new_event_at_once(
+    database: Database, producer: AIOKafkaProducer, kafka_settings: KafkaSettings
+) -> None:
+    # noida-db answers an empty fetch at once; unpaced, aiokafka asks it ~1,700 times a second.
+    handler = RecordingHandler()
+    consumer = a_consumer(database, kafka_settings, handler, producer)
+    await consumer.start()
+    fetcher = consumer._consumer._fetcher  # type: ignore[union-attr]
+    fetches = 0
+    send_fetch = fetcher._proc_fetch_request
+
+    async def counting_fetch(*args: object, **kwargs: object) -> object:
+        nonlocal fetches
+        fetches += 1
+        return await send_fetch(*args, **kwargs)
+
+    fetcher._proc_fetch_request = counting_fetch
+    running = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.sleep(0.5)  # caught up, resting at the longest
+        fetches = 0
+        await asyncio.sleep(2.0)
+        idle_fetches_per_second = fetches / 2.0
+        event = a_verified_event()
+        await publish(kafka_settings.kafka_bootstrap_servers, kafka_settings.topic_of(Producer.SUPERVISION), event)
+        published_at = asyncio.get_running_loop().time()
+        while event.event_id not in handler.seen:
+            assert asyncio.get_running_loop().time() - published_at < 5.0, "the idle consumer missed a new event"
+            await asyncio.sleep(0.01)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await consumer.stop()
+    assert idle_fetches_per_second < 100, f"{idle_fetches_per_second} fetches a second while idle"

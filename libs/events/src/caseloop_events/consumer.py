@@ -8,7 +8,8 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from uuid import UUID
@@ -44,6 +45,14 @@ HANDLER_ATTEMPTS = 3
 #: Errors that say the database is unreachable or busy, not that the event is bad.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
 
+#: How long one poll waits for records: as short as asyncio allows. A broker that answers an
+#: empty fetch at once (noida-db does, whatever ``fetch_max_wait_ms`` asks) is asked again and
+#: again while a poll waits; ``FetchPacer`` rests between polls instead.
+FETCH_WINDOW_MS = 1
+#: The longest a caught-up consumer rests, not fetching, before it asks the broker again: what an
+#: event arriving at an idle service may wait at most. The rest doubles from 2 ms up to this.
+MAX_IDLE_WAIT = 0.05
+
 
 class EventConsumer:
     """Consumes ``topics`` for one service, exactly-once in effect."""
@@ -60,6 +69,7 @@ class EventConsumer:
         deadletter_topic: str,
         replaying: bool = False,
         max_records: int = 500,
+        max_idle_wait: float = MAX_IDLE_WAIT,
     ) -> None:
         self.name = name
         self._topics = topics
@@ -71,6 +81,8 @@ class EventConsumer:
         self._deadletter_topic = deadletter_topic
         self._replaying = replaying
         self._max_records = max_records
+        self._max_idle_wait = max_idle_wait
+        self._pacer = FetchPacer(None, max_idle_wait)
         self._consumer: AIOKafkaConsumer | None = None
         self.processed_total = 0
         #: Events handed to the handler, and events skipped because their id was processed before
@@ -91,6 +103,7 @@ class EventConsumer:
         )
         await consumer.start()
         self._consumer = consumer
+        self._pacer = FetchPacer(consumer, self._max_idle_wait)
         partitions = [
             TopicPartition(topic, p) for topic in self._topics for p in sorted(await self._partitions_of(topic))
         ]
@@ -127,7 +140,7 @@ class EventConsumer:
         backoff = 0.5
         while True:
             try:
-                await self.poll_once()
+                await self.poll_once(timeout_ms=FETCH_WINDOW_MS)
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise
@@ -177,16 +190,97 @@ class EventConsumer:
         return [tp for tp, event_id in ids.items() if UUID(event_id) not in processed]
 
     async def poll_once(self, timeout_ms: int = 500) -> int:
-        """Fetch and process one batch; returns how many records it held."""
+        """Fetch and process one batch, in one transaction; returns how many records it held.
+        With nothing new on any partition, rest a little first (``FetchPacer``)."""
         assert self._consumer is not None, "start() first"
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
-        count = 0
-        for tp, records in batches.items():
-            await self._process_in_order(tp, records)
-            count += len(records)
-        return count
+        if not batches:
+            await self._pacer.rest_when_caught_up(self.positions)
+            return 0
+        self._pacer.got_records()
+        await self._process_together(batches)
+        return sum(len(records) for records in batches.values())
 
-    async def _process_in_order(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _process_together(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Every record of one poll in one transaction: the handler's changes, the processed event
+        ids and each partition's checkpoint commit together, as for a single event (DESIGN.md §3),
+        at the cost of one commit per poll instead of one per event. Records that do not decode,
+        or a handler that fails, send the poll the long way instead: record by record, each in its
+        own transaction, so only the bad one is retried and dead-lettered."""
+        decoded: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], Envelope]] = []
+        for tp, records in batches.items():
+            for record in records:
+                try:
+                    decoded.append((tp, record, Envelope.model_validate_json(record.value or b"")))
+                except (ValidationError, UnknownEventType, ValueError):
+                    return await self._process_one_by_one(batches)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                handled, duplicates = await self._handle_in_one_transaction(decoded)
+                break
+            except asyncio.CancelledError:
+                raise
+            except TRANSIENT_ERRORS as error:
+                log.warning("database unavailable while handling a batch (%s); retrying", error)
+                await asyncio.sleep(min(0.5 * attempt, 5.0))
+            except _HandlerFailed as failed:
+                log.warning(
+                    "%s: the handler failed on %s in a batch of %d; handling the batch event by event",
+                    self.name,
+                    failed.event_id,
+                    len(decoded),
+                    exc_info=failed.__cause__,
+                )
+                return await self._process_one_by_one(batches, tried_once=failed.event_id)
+            except Exception:
+                log.warning(
+                    "%s: a batch of %d failed; handling it event by event", self.name, len(decoded), exc_info=True
+                )
+                return await self._process_one_by_one(batches)
+        for tp, records in batches.items():
+            self.positions[tp] = records[-1].offset + 1
+        self.handled_total += handled
+        self.duplicates_total += duplicates
+        self.processed_total += len(decoded)
+
+    async def _handle_in_one_transaction(
+        self, decoded: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], Envelope]]
+    ) -> tuple[int, int]:
+        """Hand each new event to the handler; returns how many were handled and how many skipped
+        as processed before (or earlier in the same batch)."""
+        handled: list[UUID] = []
+        async with self._database.transaction() as uow:
+            seen = await uow.processed_among([event.event_id for _, _, event in decoded])
+            next_offsets: dict[TopicPartition, int] = {}
+            for tp, record, event in decoded:
+                next_offsets[tp] = record.offset + 1
+                if event.event_id in seen:
+                    continue
+                seen.add(event.event_id)
+                try:
+                    await self._handle(uow, event, Delivery(tp.topic, tp.partition, record.offset, self._replaying))
+                except TRANSIENT_ERRORS:
+                    raise
+                except Exception as error:
+                    raise _HandlerFailed(event.event_id) from error
+                handled.append(event.event_id)
+            await uow.mark_processed_many(handled)
+            for tp, next_offset in next_offsets.items():
+                await uow.save_checkpoint(self.name, tp.topic, tp.partition, next_offset)
+        return len(handled), len(decoded) - len(handled)
+
+    async def _process_one_by_one(
+        self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], tried_once: UUID | None = None
+    ) -> None:
+        """The long way; the event whose handler failed in the batch has had its first attempt."""
+        for tp, records in batches.items():
+            await self._process_in_order(tp, records, tried_once)
+
+    async def _process_in_order(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], tried_once: UUID | None = None
+    ) -> None:
         """One partition's records in order. Those whose event was processed before — a partition
         read again from its start after the broker lost records, a topic republished — are skipped
         in runs: one query finds them, one transaction moves the checkpoint past each run."""
@@ -202,7 +296,7 @@ class EventConsumer:
             if skipped_to is not None:
                 await self._skip(tp, skipped_to, skipped)
                 skipped_to, skipped = None, 0
-            await self._process(tp, record)
+            await self._process(tp, record, tried_once)
         if skipped_to is not None:
             await self._skip(tp, skipped_to, skipped)
 
@@ -222,7 +316,9 @@ class EventConsumer:
                 total += max(highwater - position, 0)
         return total
 
-    async def _process(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _process(
+        self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], tried_once: UUID | None = None
+    ) -> None:
         delivery = Delivery(tp.topic, tp.partition, record.offset, self._replaying)
         try:
             event = Envelope.model_validate_json(record.value or b"")
@@ -230,7 +326,7 @@ class EventConsumer:
             await self._send_to_deadletter(record, tp, f"undecodable event: {error_without_values(error)}")
             await self._advance(tp, record.offset)
             return
-        attempt = 0
+        attempt = 1 if event.event_id == tried_once else 0
         while True:
             attempt += 1
             try:
@@ -284,6 +380,55 @@ class EventConsumer:
         }
         await self.deadletter.send_and_wait(self._deadletter_topic, value=json.dumps(body).encode(), key=record.key)
         self.deadlettered_total += 1
+
+
+class FetchPacer:
+    """Keeps a caught-up consumer from asking the broker for records hundreds of times a second.
+
+    aiokafka fetches again as soon as an answer comes back, and relies on the broker to hold an
+    empty fetch for ``fetch_max_wait_ms``. noida-db answers at once, so an idle consumer would be
+    answered ~1,700 times a second and burn most of a core. Once a fetch answered since the last
+    rest shows every partition read to its end, the partitions are paused (not fetched) for a
+    rest that doubles from 2 ms up to ``max_idle_wait`` while nothing comes. Records fetched but
+    not yet returned when the pause begins are dropped by aiokafka and fetched again: positions
+    only move when records are returned, so nothing is skipped."""
+
+    def __init__(self, consumer: AIOKafkaConsumer | None, max_idle_wait: float = MAX_IDLE_WAIT) -> None:
+        self._consumer = consumer
+        self._max_idle_wait = max_idle_wait
+        self._idle_wait = 0.0
+        # When fetching last resumed, on the clock aiokafka stamps fetch answers with (ms).
+        self._resumed_at_ms = 0
+
+    def got_records(self) -> None:
+        self._idle_wait = 0.0
+
+    async def rest_when_caught_up(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Rest if every partition in ``positions`` (partition → next offset to read) is at its end."""
+        consumer = self._consumer
+        if consumer is None or not positions:
+            return
+        for tp, position in positions.items():
+            answered_at = consumer.last_poll_timestamp(tp)
+            highwater = consumer.highwater(tp)
+            if answered_at is None or answered_at < self._resumed_at_ms or highwater is None or highwater > position:
+                return
+        self._idle_wait = min(max(self._idle_wait * 2, 0.002), self._max_idle_wait)
+        partitions = list(positions)
+        consumer.pause(*partitions)
+        try:
+            await asyncio.sleep(self._idle_wait)
+        finally:
+            consumer.resume(*partitions)
+            self._resumed_at_ms = int(time.time() * 1000)
+
+
+class _HandlerFailed(Exception):
+    """The handler raised on this event, inside a batch (the cause is the handler's error)."""
+
+    def __init__(self, event_id: UUID) -> None:
+        super().__init__(f"the handler failed on {event_id}")
+        self.event_id = event_id
 
 
 async def records_at(

@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from caseloop_events.causal import causal_order
@@ -52,6 +53,10 @@ class UnitOfWork:
         self.clock = clock
         self._topic = topic
         self.emitted: list[Envelope] = []
+        # The logs of the cases this transaction locked, kept up to date as it records events:
+        # nobody else writes a locked case's log, so it is read and parsed once per transaction
+        # (a consumer batch handles many events of a case in one).
+        self._locked_logs: dict[UUID, list[Envelope]] = {}
 
     @property
     def dialect(self) -> str:
@@ -59,29 +64,42 @@ class UnitOfWork:
 
     async def lock_case(self, case_id: UUID) -> list[Envelope]:
         """Lock the case for this transaction and return its recorded events in causal order."""
-        streams = self.tables.case_streams
-        await self.session.execute(
-            insert_ignoring_duplicates(streams, {"case_id": str(case_id), "version": 0}, self.dialect)
-        )
-        await self.session.execute(select(streams.c.version).where(streams.c.case_id == str(case_id)).with_for_update())
-        await self.session.execute(
-            update(streams).where(streams.c.case_id == str(case_id)).values(version=streams.c.version + 1)
-        )
-        return await self.case_events(case_id)
+        if case_id not in self._locked_logs:
+            # One statement: the upsert takes the row lock whether it inserts or updates.
+            streams = self.tables.case_streams
+            insert = postgresql.insert(streams) if self.dialect == "postgresql" else sqlite.insert(streams)
+            await self.session.execute(
+                insert.values(case_id=str(case_id), version=1).on_conflict_do_update(
+                    index_elements=[streams.c.case_id], set_={"version": streams.c.version + 1}
+                )
+            )
+            self._locked_logs[case_id] = await _case_events(self.session, self.tables, case_id)
+        return list(self._locked_logs[case_id])
 
     async def case_events(self, case_id: UUID) -> list[Envelope]:
-        """The case's recorded events in causal order, without locking."""
+        """The case's recorded events in causal order (of a case this transaction did not lock:
+        as committed when read)."""
+        if case_id in self._locked_logs:
+            return list(self._locked_logs[case_id])
         return await _case_events(self.session, self.tables, case_id)
 
     async def record(self, event: Envelope) -> None:
         """Keep an event in the case log (idempotent)."""
         await self.session.execute(insert_ignoring_duplicates(self.tables.case_events, _logged(event), self.dialect))
+        self._remember([event])
+
+    def _remember(self, events: Sequence[Envelope]) -> None:
+        for event in events:
+            log = self._locked_logs.get(event.case_id)
+            if log is not None and all(kept.event_id != event.event_id for kept in log):
+                self._locked_logs[event.case_id] = causal_order([*log, event])
 
     async def record_many(self, events: Sequence[Envelope]) -> None:
         """Keep many events in the case log with one statement (idempotent): what a replay does."""
         if events:
             rows = [_logged(event) for event in events]
             await self.session.execute(insert_many_ignoring_duplicates(self.tables.case_events, rows, self.dialect))
+            self._remember(events)
 
     async def emit(self, *events: Envelope) -> None:
         """Append new events of this service: case log, outbox, and marked processed, so that

@@ -1,0 +1,83 @@
+"""The unit of work keeps a locked case's log for the rest of its transaction (a consumer batch
+handles many events of one case in one transaction) and never shows what was rolled back."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import MetaData, select
+
+from caseloop_events.clock import SystemClock
+from caseloop_events.contracts.supervision import CaseVerified
+from caseloop_events.envelope import Actor, ActorRole, Envelope, new_event
+from caseloop_events.storage import define_runtime_tables
+from caseloop_events.unit_of_work import Database
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def a_verified_event(case_id: uuid.UUID, minutes: int) -> Envelope:
+    return new_event(
+        CaseVerified(verified_by="supervisor-1"),
+        case_id=case_id,
+        actor=Actor(id="supervisor-1", role=ActorRole.SUPERVISOR),
+        occurred_at=T0 + timedelta(minutes=minutes),
+        correlation_id=uuid.uuid4(),
+    )
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url, define_runtime_tables(MetaData()), "caseloop.supervision.v1", SystemClock())
+    await db.create_schema()
+    yield db
+    await db.dispose()
+
+
+async def test_a_locked_case_shows_what_the_transaction_recorded_in_causal_order(database: Database) -> None:
+    case_id = uuid.uuid4()
+    first, second, third = (a_verified_event(case_id, m) for m in (1, 2, 3))
+    async with database.transaction() as uow:
+        await uow.record(second)
+    async with database.transaction() as uow:
+        assert await uow.lock_case(case_id) == [second]
+        await uow.record(third)
+        await uow.record(first)
+        await uow.record(third)  # recorded twice: kept once
+        assert await uow.case_events(case_id) == [first, second, third]
+        assert await uow.lock_case(case_id) == [first, second, third], "locking again reads the kept log"
+    assert await database.case_events(case_id) == [first, second, third]
+
+
+async def test_locking_a_case_counts_the_locks_in_its_stream_version(database: Database) -> None:
+    case_id = uuid.uuid4()
+    for _ in range(3):
+        async with database.transaction() as uow:
+            await uow.lock_case(case_id)
+            await uow.lock_case(case_id)  # the same transaction: one lock
+    streams = database.tables.case_streams
+    async with database.reading() as session:
+        version = await session.scalar(select(streams.c.version).where(streams.c.case_id == str(case_id)))
+    assert version == 3
+
+
+async def test_a_rolled_back_transaction_leaves_nothing_for_the_next_one(database: Database) -> None:
+    case_id = uuid.uuid4()
+    kept, undone = a_verified_event(case_id, 1), a_verified_event(case_id, 2)
+
+    async def record_then_fail() -> None:
+        async with database.transaction() as uow:
+            await uow.lock_case(case_id)
+            await uow.record(undone)
+            raise RuntimeError("the handler failed")
+
+    async with database.transaction() as uow:
+        await uow.lock_case(case_id)
+        await uow.record(kept)
+    with pytest.raises(RuntimeError):
+        await record_then_fail()
+    async with database.transaction() as uow:
+        assert await uow.lock_case(case_id) == [kept]
