@@ -3,6 +3,7 @@ and the engine set-up for the embedded SQLite default and for PostgreSQL."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -193,19 +194,40 @@ async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
         await connection.run_sync(metadata.create_all)
 
 
-def upsert(table: Table, values: dict[str, Any], key: tuple[str, ...], dialect_name: str) -> Any:
-    """An INSERT that updates the row with the same key instead of failing."""
-    insert = postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
-    statement = insert.values(**values)
-    return statement.on_conflict_do_update(
-        index_elements=list(key), set_={k: statement.excluded[k] for k in values if k not in key}
+# Statements are built once per table and set of columns, and the values go with each execution
+# as parameters: building an INSERT with its values (coercing each value, and for an upsert the
+# ``excluded`` alias of every column) cost more CPU than running it (docs/performance.md).
+
+
+def _dialect_of(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _insert(dialect_name: str, table: Table) -> Any:
+    return postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
+
+
+@functools.cache
+def _upsert_statement(dialect_name: str, table: Table, columns: tuple[str, ...], key: tuple[str, ...]) -> Any:
+    insert = _insert(dialect_name, table)
+    return insert.on_conflict_do_update(
+        index_elements=list(key), set_={c: insert.excluded[c] for c in columns if c not in key}
     )
 
 
-def insert_ignoring_duplicates(table: Table, values: dict[str, Any], dialect_name: str) -> Any:
-    """An INSERT that does nothing when the key exists already."""
-    insert = postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
-    return insert.values(**values).on_conflict_do_nothing()
+@functools.cache
+def _insert_ignoring_statement(dialect_name: str, table: Table) -> Any:
+    return _insert(dialect_name, table).on_conflict_do_nothing()
+
+
+async def upsert_row(session: AsyncSession, table: Table, values: dict[str, Any], key: tuple[str, ...]) -> None:
+    """Insert the row, or update the row with the same key."""
+    await session.execute(_upsert_statement(_dialect_of(session), table, tuple(values), key), values)
+
+
+async def insert_row_ignoring_duplicates(session: AsyncSession, table: Table, values: dict[str, Any]) -> None:
+    """Insert the row unless one with its key exists already."""
+    await session.execute(_insert_ignoring_statement(_dialect_of(session), table), values)
 
 
 def insert_many_ignoring_duplicates(table: Table, rows: list[dict[str, Any]], dialect_name: str) -> Any:

@@ -3,12 +3,13 @@ produced (outbox) and the consumer position (DESIGN.md §3)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -20,10 +21,10 @@ from caseloop_events.storage import (
     RuntimeTables,
     create_engine,
     create_schema,
-    insert_ignoring_duplicates,
     insert_many_ignoring_duplicates,
+    insert_row_ignoring_duplicates,
     session_factory,
-    upsert,
+    upsert_row,
 )
 
 
@@ -31,6 +32,12 @@ async def _case_events(session: AsyncSession, tables: RuntimeTables, case_id: UU
     log = tables.case_events
     rows = await session.execute(select(log.c.envelope).where(log.c.case_id == str(case_id)))
     return causal_order(Envelope.model_validate_json(row) for (row,) in rows)
+
+
+@functools.cache
+def _lock_statement(dialect_name: str, streams: Table) -> Any:
+    insert = postgresql.insert(streams) if dialect_name == "postgresql" else sqlite.insert(streams)
+    return insert.on_conflict_do_update(index_elements=[streams.c.case_id], set_={"version": streams.c.version + 1})
 
 
 def _logged(event: Envelope) -> dict[str, Any]:
@@ -66,13 +73,8 @@ class UnitOfWork:
         """Lock the case for this transaction and return its recorded events in causal order."""
         if case_id not in self._locked_logs:
             # One statement: the upsert takes the row lock whether it inserts or updates.
-            streams = self.tables.case_streams
-            insert = postgresql.insert(streams) if self.dialect == "postgresql" else sqlite.insert(streams)
-            await self.session.execute(
-                insert.values(case_id=str(case_id), version=1).on_conflict_do_update(
-                    index_elements=[streams.c.case_id], set_={"version": streams.c.version + 1}
-                )
-            )
+            lock = _lock_statement(self.dialect, self.tables.case_streams)
+            await self.session.execute(lock, {"case_id": str(case_id), "version": 1})
             self._locked_logs[case_id] = await _case_events(self.session, self.tables, case_id)
         return list(self._locked_logs[case_id])
 
@@ -85,7 +87,7 @@ class UnitOfWork:
 
     async def record(self, event: Envelope) -> None:
         """Keep an event in the case log (idempotent)."""
-        await self.session.execute(insert_ignoring_duplicates(self.tables.case_events, _logged(event), self.dialect))
+        await insert_row_ignoring_duplicates(self.session, self.tables.case_events, _logged(event))
         self._remember([event])
 
     def _remember(self, events: Sequence[Envelope]) -> None:
@@ -106,16 +108,12 @@ class UnitOfWork:
         reading them back from our own topic is a no-op."""
         now = self.clock.now()
         for event in events:
-            await self.record(event)
+            logged = _logged(event)
+            await insert_row_ignoring_duplicates(self.session, self.tables.case_events, logged)
+            self._remember([event])
+            outbox_row = {key: logged[key] for key in ("event_id", "case_id", "type", "envelope")}
             await self.session.execute(
-                self.tables.outbox.insert().values(
-                    event_id=str(event.event_id),
-                    case_id=str(event.case_id),
-                    type=event.type,
-                    topic=self._topic,
-                    envelope=event.model_dump_json(),
-                    created_at=now,
-                )
+                self.tables.outbox.insert(), {**outbox_row, "topic": self._topic, "created_at": now}
             )
             await self.mark_processed(event.event_id)
             self.emitted.append(event)
@@ -141,28 +139,22 @@ class UnitOfWork:
             await self.session.execute(insert_many_ignoring_duplicates(table, rows, self.dialect))
 
     async def mark_processed(self, event_id: UUID) -> None:
-        await self.session.execute(
-            insert_ignoring_duplicates(
-                self.tables.processed_events,
-                {"event_id": str(event_id), "processed_at": self.clock.now()},
-                self.dialect,
-            )
+        await insert_row_ignoring_duplicates(
+            self.session, self.tables.processed_events, {"event_id": str(event_id), "processed_at": self.clock.now()}
         )
 
     async def save_checkpoint(self, consumer: str, topic: str, partition: int, next_offset: int) -> None:
-        await self.session.execute(
-            upsert(
-                self.tables.checkpoints,
-                {
-                    "consumer": consumer,
-                    "topic": topic,
-                    "partition": partition,
-                    "next_offset": next_offset,
-                    "updated_at": self.clock.now(),
-                },
-                ("consumer", "topic", "partition"),
-                self.dialect,
-            )
+        await upsert_row(
+            self.session,
+            self.tables.checkpoints,
+            {
+                "consumer": consumer,
+                "topic": topic,
+                "partition": partition,
+                "next_offset": next_offset,
+                "updated_at": self.clock.now(),
+            },
+            ("consumer", "topic", "partition"),
         )
 
 

@@ -33,7 +33,7 @@ from caseloop_events.contracts.supervision import CLOCK_AND_NOTICE_EVENTS
 from caseloop_events.envelope import Envelope
 from caseloop_events.errors import InvalidInput
 from caseloop_events.reference import ReferenceData
-from caseloop_events.storage import upsert
+from caseloop_events.storage import upsert_row
 from caseloop_events.unit_of_work import Database, UnitOfWork
 
 
@@ -149,5 +149,5 @@ async def _project(uow: UnitOfWork, case: DispatchCase) -> AssignmentView | None
     """Bring the case's assignment row in line with its folded state."""
     view = view_of(case)
     if view is not None:
-        await uow.session.execute(upsert(assignments, row_of(view), ("case_id",), uow.dialect))
+        await upsert_row(uow.session, assignments, row_of(view), ("case_id",))
     return view

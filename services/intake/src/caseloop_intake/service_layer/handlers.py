@@ -16,7 +16,7 @@ from caseloop_events.contracts.supervision import CaseClosed, CaseReopened
 from caseloop_events.envelope import Envelope, Producer
 from caseloop_events.errors import CaseNotFound, InvalidInput
 from caseloop_events.reference import ReferenceData
-from caseloop_events.storage import insert_ignoring_duplicates, upsert
+from caseloop_events.storage import insert_row_ignoring_duplicates, upsert_row
 from caseloop_events.unit_of_work import Database, UnitOfWork
 from caseloop_intake.adapters.tables import case_number_counter, cases
 from caseloop_intake.domain.model import (
@@ -153,7 +153,7 @@ async def handle_event(uow: UnitOfWork, event: Envelope, _delivery: Delivery) ->
 async def _next_case_sequence(uow: UnitOfWork) -> int:
     """Take the next case number; the counter row is locked until the transaction ends."""
     counter = case_number_counter
-    await uow.session.execute(insert_ignoring_duplicates(counter, {"name": "case_no", "last_value": 0}, uow.dialect))
+    await insert_row_ignoring_duplicates(uow.session, counter, {"name": "case_no", "last_value": 0})
     await uow.session.execute(select(counter.c.last_value).where(counter.c.name == "case_no").with_for_update())
     sequence = await uow.session.scalar(
         update(counter)
@@ -196,10 +196,10 @@ async def _project(uow: UnitOfWork, case: IntakeCase) -> None:
     row = _row_of(case)
     if row is None:
         return
-    await uow.session.execute(upsert(cases, row, ("case_id",), uow.dialect))
+    await upsert_row(uow.session, cases, row, ("case_id",))
     counter = case_number_counter
     sequence = sequence_of(row["case_no"])
-    await uow.session.execute(insert_ignoring_duplicates(counter, {"name": "case_no", "last_value": 0}, uow.dialect))
+    await insert_row_ignoring_duplicates(uow.session, counter, {"name": "case_no", "last_value": 0})
     await uow.session.execute(
         update(counter).where(counter.c.name == "case_no", counter.c.last_value < sequence).values(last_value=sequence)
     )

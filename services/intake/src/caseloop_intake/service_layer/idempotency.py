@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 
 from caseloop_events.errors import InvalidInput, RuleViolation
-from caseloop_events.storage import insert_ignoring_duplicates
+from caseloop_events.storage import insert_row_ignoring_duplicates
 from caseloop_events.unit_of_work import Database
 from caseloop_intake.adapters.tables import idempotency_keys
 
@@ -45,12 +45,10 @@ async def begin(database: Database, scope: str, key: str, print_: str, now: date
     """Claim the key for this request (None: go ahead), or give the answer it already has."""
     claim = str(uuid.uuid4())
     async with database.transaction() as uow:
-        await uow.session.execute(
-            insert_ignoring_duplicates(
-                idempotency_keys,
-                {"scope": scope, "idempotency_key": key, "fingerprint": print_, "claim": claim, "started_at": now},
-                uow.dialect,
-            )
+        await insert_row_ignoring_duplicates(
+            uow.session,
+            idempotency_keys,
+            {"scope": scope, "idempotency_key": key, "fingerprint": print_, "claim": claim, "started_at": now},
         )
         row = (
             await uow.session.execute(

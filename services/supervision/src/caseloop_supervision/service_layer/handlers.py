@@ -18,7 +18,7 @@ from caseloop_events.contracts.intake import CaseLinkedAsDuplicate, CasesMerged
 from caseloop_events.contracts.supervision import CaseClosed, RegionMode, RegionModeSwitched, region_stream_id
 from caseloop_events.envelope import Actor, ActorRole, Envelope, new_event
 from caseloop_events.errors import CaseNotFound, NotFound
-from caseloop_events.storage import insert_ignoring_duplicates, upsert
+from caseloop_events.storage import insert_row_ignoring_duplicates, upsert_row
 from caseloop_events.timeline import CaseTimeline, build_timeline
 from caseloop_events.unit_of_work import Database, UnitOfWork
 from caseloop_supervision.adapters.tables import case_links, cases, feedback_deliveries, region_modes
@@ -107,20 +107,18 @@ async def in_emergency_mode(uow: UnitOfWork, town_code: str | None, district_cod
 
 
 async def _project_region_mode(uow: UnitOfWork, event: Envelope, switched: RegionModeSwitched) -> None:
-    await uow.session.execute(
-        upsert(
-            region_modes,
-            {
-                "region_code": switched.region_code,
-                "region_level": switched.region_level,
-                "mode": switched.mode.value,
-                "switched_at": event.occurred_at,
-                "switched_by": switched.switched_by,
-                "switch_event_id": str(event.event_id),
-            },
-            ("region_code",),
-            uow.dialect,
-        )
+    await upsert_row(
+        uow.session,
+        region_modes,
+        {
+            "region_code": switched.region_code,
+            "region_level": switched.region_level,
+            "mode": switched.mode.value,
+            "switched_at": event.occurred_at,
+            "switched_by": switched.switched_by,
+            "switch_event_id": str(event.event_id),
+        },
+        ("region_code",),
     )
 
 
@@ -176,24 +174,22 @@ async def _close_followers(uow: UnitOfWork, closure: Envelope, rules: ClockRules
 
 async def _queue_feedback(uow: UnitOfWork, request: FeedbackRequest) -> None:
     now = uow.clock.now()
-    await uow.session.execute(
-        insert_ignoring_duplicates(
-            feedback_deliveries,
-            {
-                "delivery_id": str(request.delivery_id),
-                "case_id": str(request.case_id),
-                "url": request.url,
-                "about_event_id": str(request.about.event_id),
-                "about_type": request.about.type,
-                "body": request.body.model_dump_json(),
-                "attempts": 0,
-                "state": FeedbackState.PENDING.value,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-            },
-            uow.dialect,
-        )
+    await insert_row_ignoring_duplicates(
+        uow.session,
+        feedback_deliveries,
+        {
+            "delivery_id": str(request.delivery_id),
+            "case_id": str(request.case_id),
+            "url": request.url,
+            "about_event_id": str(request.about.event_id),
+            "about_type": request.about.type,
+            "body": request.body.model_dump_json(),
+            "attempts": 0,
+            "state": FeedbackState.PENDING.value,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
 
 
@@ -201,56 +197,52 @@ async def project(uow: UnitOfWork, case: SupervisedCase, rules: ClockRules) -> C
     """Bring the case list (and the case's link to the case it follows) up to the folded case."""
     view = case_view(case, rules.reference.escalation_ladder, await _queued_feedback(uow, case.case_id))
     running = view.deadline
-    await uow.session.execute(
-        upsert(
-            cases,
-            {
-                "case_id": str(case.case_id),
-                "case_no": case.case_no,
-                "status": (case.status.value if case.status else "unknown"),
-                "title": case.title,
-                "source_system": case.source_system,
-                "town_code": case.town_code,
-                "village_code": case.village_code,
-                "grid_code": case.grid_code,
-                "category": case.category,
-                "risk_level": case.risk_level,
-                "unit_id": case.unit_id,
-                "assisting_unit_ids": _as_members(case.assisting_unit_ids),
-                "campaign_ids": _as_members(case.campaign_ids),
-                "returns": case.returns,
-                "holder_kind": view.holder.kind.value,
-                "holder_id": view.holder.id,
-                "accepted_at": case.stages.accepted_at,
-                "awaiting_evaluation_since": case.awaiting_evaluation_since,
-                "closed_at": case.stages.closed_at,
-                "due_at": running.due_at if running is not None and running.counting else None,
-                "notice_rung": view.notice.rung if view.notice is not None else None,
-                "notice_level": view.notice.level if view.notice is not None else None,
-                "next_notice_at": next_notice_at(case, rules),
-                "sla_profile": case.sla_profile,
-                "updated_at": case.last_event_at or uow.clock.now(),
-                "view": view.model_dump_json(),
-            },
-            ("case_id",),
-            uow.dialect,
-        )
+    await upsert_row(
+        uow.session,
+        cases,
+        {
+            "case_id": str(case.case_id),
+            "case_no": case.case_no,
+            "status": (case.status.value if case.status else "unknown"),
+            "title": case.title,
+            "source_system": case.source_system,
+            "town_code": case.town_code,
+            "village_code": case.village_code,
+            "grid_code": case.grid_code,
+            "category": case.category,
+            "risk_level": case.risk_level,
+            "unit_id": case.unit_id,
+            "assisting_unit_ids": _as_members(case.assisting_unit_ids),
+            "campaign_ids": _as_members(case.campaign_ids),
+            "returns": case.returns,
+            "holder_kind": view.holder.kind.value,
+            "holder_id": view.holder.id,
+            "accepted_at": case.stages.accepted_at,
+            "awaiting_evaluation_since": case.awaiting_evaluation_since,
+            "closed_at": case.stages.closed_at,
+            "due_at": running.due_at if running is not None and running.counting else None,
+            "notice_rung": view.notice.rung if view.notice is not None else None,
+            "notice_level": view.notice.level if view.notice is not None else None,
+            "next_notice_at": next_notice_at(case, rules),
+            "sla_profile": case.sla_profile,
+            "updated_at": case.last_event_at or uow.clock.now(),
+            "view": view.model_dump_json(),
+        },
+        ("case_id",),
     )
     link = case.follows
     if link is not None:
-        await uow.session.execute(
-            upsert(
-                case_links,
-                {
-                    "follower_case_id": str(case.case_id),
-                    "original_case_id": str(link.original.case_id),
-                    "kind": link.kind.value,
-                    "active": True,
-                    "updated_at": uow.clock.now(),
-                },
-                ("follower_case_id",),
-                uow.dialect,
-            )
+        await upsert_row(
+            uow.session,
+            case_links,
+            {
+                "follower_case_id": str(case.case_id),
+                "original_case_id": str(link.original.case_id),
+                "kind": link.kind.value,
+                "active": True,
+                "updated_at": uow.clock.now(),
+            },
+            ("follower_case_id",),
         )
     else:
         # Unlinked: the row goes, so a replay that folds the link and the unmerge in one go (and

@@ -16,7 +16,7 @@ from caseloop_events.contracts.triage import CaseJudged
 from caseloop_events.envelope import Envelope, Producer
 from caseloop_events.errors import CaseNotFound
 from caseloop_events.reference import ReferenceData
-from caseloop_events.storage import upsert
+from caseloop_events.storage import upsert_row
 from caseloop_events.unit_of_work import Database, UnitOfWork
 from caseloop_triage.adapters.tables import judgments, review_queue
 from caseloop_triage.domain.model import (
@@ -96,7 +96,7 @@ async def _project(uow: UnitOfWork, case: TriageCase) -> None:
             "event_id": str(judgment.event_id),
             "body": decision.model_dump_json(),
         }
-        await uow.session.execute(upsert(judgments, values, ("case_id",), uow.dialect))
+        await upsert_row(uow.session, judgments, values, ("case_id",))
     await _place_in_review_queue(uow, case)
 
 
@@ -117,7 +117,7 @@ async def _place_in_review_queue(uow: UnitOfWork, case: TriageCase) -> None:
         "candidate_categories": json.dumps(list(review.candidate_categories)),
         "event_id": str(case.review_event.event_id),
     }
-    await uow.session.execute(upsert(review_queue, values, ("case_id",), uow.dialect))
+    await upsert_row(uow.session, review_queue, values, ("case_id",))
 
 
 async def get_judgment(services: TriageServices, case_id: UUID) -> Judgment:
