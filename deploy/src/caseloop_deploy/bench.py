@@ -247,8 +247,7 @@ class LogTail:
         while True:
             batches = await self._consumer.getmany(timeout_ms=FETCH_WINDOW_MS, max_records=5000)
             if not batches:
-                assigned = self._consumer.assignment()
-                await pacer.rest_when_caught_up({tp: await self._consumer.position(tp) for tp in assigned})
+                await pacer.rest_when_caught_up(self._consumer.assignment())
                 continue
             pacer.got_records()
             now = time.monotonic()

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import MetaData, select
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from caseloop_events.clock import SystemClock
+from caseloop_events.consumer import is_transient
 from caseloop_events.contracts.supervision import CaseVerified
 from caseloop_events.envelope import Actor, ActorRole, Envelope, new_event
-from caseloop_events.storage import define_runtime_tables
+from caseloop_events.storage import define_runtime_tables, insert_row_ignoring_duplicates
 from caseloop_events.unit_of_work import Database
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -81,3 +83,22 @@ async def test_a_rolled_back_transaction_leaves_nothing_for_the_next_one(databas
         await record_then_fail()
     async with database.transaction() as uow:
         assert await uow.lock_case(case_id) == [kept]
+
+
+async def test_a_row_naming_a_column_the_table_lacks_is_refused_not_dropped(database: Database) -> None:
+    async with database.transaction() as uow:
+        with pytest.raises(ValueError, match="no column"):
+            await insert_row_ignoring_duplicates(
+                uow.session, database.tables.processed_events, {"event_id": "x", "processed_at": T0, "procesed": 1}
+            )
+
+
+class _LostRace(Exception):
+    sqlstate = "40P01"
+
+
+def test_a_deadlock_or_a_serialization_failure_is_retried_not_charged_to_the_event() -> None:
+    assert is_transient(DBAPIError("UPDATE …", {}, _LostRace()))
+    assert is_transient(OperationalError("SELECT 1", {}, Exception("connection refused")))
+    assert not is_transient(DBAPIError("INSERT …", {}, Exception("check constraint violated")))
+    assert not is_transient(ValueError("the handler's own bug"))

@@ -9,7 +9,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from uuid import UUID
@@ -17,7 +17,7 @@ from uuid import UUID
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from caseloop_events.envelope import Envelope, UnknownEventType
@@ -44,11 +44,23 @@ HANDLER_ATTEMPTS = 3
 
 #: Errors that say the database is unreachable or busy, not that the event is bad.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
+#: PostgreSQL's deadlock and serialization failures: the transaction lost a race, the event is fine.
+LOST_RACE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether the error says "try again later" (the database) rather than "this event is bad"."""
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    return isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) in LOST_RACE_SQLSTATES
+
 
 #: How long one poll waits for records: as short as asyncio allows. A broker that answers an
 #: empty fetch at once (noida-db does, whatever ``fetch_max_wait_ms`` asks) is asked again and
 #: again while a poll waits; ``FetchPacer`` rests between polls instead.
 FETCH_WINDOW_MS = 1
+#: How long a broker may hold an empty fetch (Kafka's default is 500 ms; noida-db never holds one).
+FETCH_MAX_WAIT_MS = 10
 #: The longest a caught-up consumer rests, not fetching, before it asks the broker again: what an
 #: event arriving at an idle service may wait at most. The rest doubles from 2 ms up to this.
 MAX_IDLE_WAIT = 0.05
@@ -100,6 +112,7 @@ class EventConsumer:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         await consumer.start()
         self._consumer = consumer
@@ -195,7 +208,7 @@ class EventConsumer:
         assert self._consumer is not None, "start() first"
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
         if not batches:
-            await self._pacer.rest_when_caught_up(self.positions)
+            await self._pacer.rest_when_caught_up(self.positions.keys())
             return 0
         self._pacer.got_records()
         await self._process_together(batches)
@@ -222,9 +235,6 @@ class EventConsumer:
                 break
             except asyncio.CancelledError:
                 raise
-            except TRANSIENT_ERRORS as error:
-                log.warning("database unavailable while handling a batch (%s); retrying", error)
-                await asyncio.sleep(min(0.5 * attempt, 5.0))
             except _HandlerFailed as failed:
                 log.warning(
                     "%s: the handler failed on %s in a batch of %d; handling the batch event by event",
@@ -234,7 +244,11 @@ class EventConsumer:
                     exc_info=failed.__cause__,
                 )
                 return await self._process_one_by_one(batches, tried_once=failed.event_id)
-            except Exception:
+            except Exception as error:
+                if is_transient(error):
+                    log.warning("database unavailable while handling a batch (%s); retrying", error)
+                    await asyncio.sleep(min(0.5 * attempt, 5.0))
+                    continue
                 log.warning(
                     "%s: a batch of %d failed; handling it event by event", self.name, len(decoded), exc_info=True
                 )
@@ -261,9 +275,9 @@ class EventConsumer:
                 seen.add(event.event_id)
                 try:
                     await self._handle(uow, event, Delivery(tp.topic, tp.partition, record.offset, self._replaying))
-                except TRANSIENT_ERRORS:
-                    raise
                 except Exception as error:
+                    if is_transient(error):
+                        raise
                     raise _HandlerFailed(event.event_id) from error
                 handled.append(event.event_id)
             await uow.mark_processed_many(handled)
@@ -343,10 +357,11 @@ class EventConsumer:
                 break
             except asyncio.CancelledError:
                 raise
-            except TRANSIENT_ERRORS as error:
-                log.warning("database unavailable while handling %s (%s); retrying", event.event_id, error)
-                await asyncio.sleep(min(0.5 * attempt, 5.0))
             except Exception as error:
+                if is_transient(error):
+                    log.warning("database unavailable while handling %s (%s); retrying", event.event_id, error)
+                    await asyncio.sleep(min(0.5 * attempt, 5.0))
+                    continue
                 if attempt < HANDLER_ATTEMPTS:
                     log.exception("handler failed on %s %s (attempt %d)", event.type, event.event_id, attempt)
                     await asyncio.sleep(0.2 * attempt)
@@ -391,7 +406,9 @@ class FetchPacer:
     rest shows every partition read to its end, the partitions are paused (not fetched) for a
     rest that doubles from 2 ms up to ``max_idle_wait`` while nothing comes. Records fetched but
     not yet returned when the pause begins are dropped by aiokafka and fetched again: positions
-    only move when records are returned, so nothing is skipped."""
+    only move when records are returned, so nothing is skipped. A broker that holds an empty fetch
+    (Kafka, ``fetch_max_wait_ms``) is asked with a short wait (``FETCH_MAX_WAIT_MS``), so the pacer,
+    not the broker, sets the pace on every broker."""
 
     def __init__(self, consumer: AIOKafkaConsumer | None, max_idle_wait: float = MAX_IDLE_WAIT) -> None:
         self._consumer = consumer
@@ -403,18 +420,27 @@ class FetchPacer:
     def got_records(self) -> None:
         self._idle_wait = 0.0
 
-    async def rest_when_caught_up(self, positions: Mapping[TopicPartition, int]) -> None:
-        """Rest if every partition in ``positions`` (partition → next offset to read) is at its end."""
+    async def rest_when_caught_up(self, partitions: Iterable[TopicPartition]) -> None:
+        """Rest if every partition is read to its end, as a fetch answered since the last rest
+        shows — or if no fetch has answered for a whole rest (a broker that holds fetches, or is
+        away: a fetch still in flight during the rest is kept and returned after it)."""
         consumer = self._consumer
-        if consumer is None or not positions:
+        partitions = list(partitions)
+        if consumer is None or not partitions:
             return
-        for tp, position in positions.items():
+        waited_ms = int(time.time() * 1000) - self._resumed_at_ms
+        for tp in partitions:
             answered_at = consumer.last_poll_timestamp(tp)
+            if answered_at is None or answered_at < self._resumed_at_ms:
+                if waited_ms < self._max_idle_wait * 1000:
+                    return
+                continue
             highwater = consumer.highwater(tp)
-            if answered_at is None or answered_at < self._resumed_at_ms or highwater is None or highwater > position:
+            # aiokafka's own position, not a checkpoint: it is where fetching resumes (the log's
+            # start when retention removed the records before a checkpoint).
+            if highwater is None or highwater > await consumer.position(tp):
                 return
         self._idle_wait = min(max(self._idle_wait * 2, 0.002), self._max_idle_wait)
-        partitions = list(positions)
         consumer.pause(*partitions)
         try:
             await asyncio.sleep(self._idle_wait)

@@ -227,6 +227,10 @@ async def upsert_row(session: AsyncSession, table: Table, values: dict[str, Any]
 
 async def insert_row_ignoring_duplicates(session: AsyncSession, table: Table, values: dict[str, Any]) -> None:
     """Insert the row unless one with its key exists already."""
+    # A parameter naming no column would be ignored silently (``.values()`` refused it).
+    unknown = values.keys() - table.c.keys()
+    if unknown:
+        raise ValueError(f"{table.name} has no column {sorted(unknown)}")
     await session.execute(_insert_ignoring_statement(_dialect_of(session), table), values)
 
 
