@@ -109,6 +109,16 @@ def a_consumer(
     )
 
 
+async def consume(consumer: EventConsumer, expected: int) -> EventConsumer:
+    """Start the consumer, drain ``expected`` records, stop it; returns it for its counters."""
+    await consumer.start()
+    try:
+        await drain(consumer, expected)
+    finally:
+        await consumer.stop()
+    return consumer
+
+
 async def drain(consumer: EventConsumer, expected: int) -> None:
     done = 0
     for _ in range(100):
@@ -126,12 +136,7 @@ async def test_a_duplicate_delivery_is_handled_once_and_a_poison_message_is_dead
     await publish(kafka_settings.kafka_bootstrap_servers, topic, event, event, raw=b"{not json")
     await publish(kafka_settings.kafka_bootstrap_servers, topic, later)
     handler = RecordingHandler()
-    consumer = a_consumer(database, kafka_settings, handler, producer)
-    await consumer.start()
-    try:
-        await drain(consumer, 4)
-    finally:
-        await consumer.stop()
+    consumer = await consume(a_consumer(database, kafka_settings, handler, producer), 4)
     assert sorted(handler.seen) == sorted([event.event_id, later.event_id])
     assert consumer.deadlettered_total == 1
 
@@ -158,12 +163,7 @@ async def test_after_a_restart_the_consumer_resumes_from_its_database_checkpoint
 
     await publish(kafka_settings.kafka_bootstrap_servers, topic, second)
     restarted_handler = RecordingHandler()
-    restarted = a_consumer(database, kafka_settings, restarted_handler, producer)
-    await restarted.start()
-    try:
-        await drain(restarted, 1)
-    finally:
-        await restarted.stop()
+    await consume(a_consumer(database, kafka_settings, restarted_handler, producer), 1)
     assert restarted_handler.seen == [second.event_id]
 
 
@@ -190,12 +190,7 @@ async def test_an_event_its_handler_always_refuses_is_dead_lettered_and_the_rest
     refused, after = a_verified_event(case_id), a_verified_event(case_id)
     await publish(kafka_settings.kafka_bootstrap_servers, topic, refused, after)
     handler = FailingHandler(refused.event_id)
-    consumer = a_consumer(database, kafka_settings, handler, producer)
-    await consumer.start()
-    try:
-        await drain(consumer, 2)
-    finally:
-        await consumer.stop()
+    await consume(a_consumer(database, kafka_settings, handler, producer), 2)
     assert handler.attempts == HANDLER_ATTEMPTS
     assert handler.seen == [after.event_id]
     dead = await read_topic(
@@ -235,12 +230,7 @@ async def test_a_batch_whose_handler_fails_on_one_event_is_undone_and_each_other
     before, refused, after = (a_verified_event(case_id) for _ in range(3))
     await publish(kafka_settings.kafka_bootstrap_servers, topic, before, refused, after)
     handler = FailingHandler(refused.event_id)
-    consumer = a_consumer(database, kafka_settings, handler, producer)
-    await consumer.start()
-    try:
-        await drain(consumer, 3)
-    finally:
-        await consumer.stop()
+    consumer = await consume(a_consumer(database, kafka_settings, handler, producer), 3)
     assert handler.attempts == HANDLER_ATTEMPTS, "the attempt in the batch counts as the first"
     assert consumer.deadlettered_total == 1
     assert consumer.handled_total == 2
@@ -260,12 +250,7 @@ async def test_many_events_of_one_poll_are_handled_once_each_with_the_checkpoint
     events = [a_verified_event(case_ids[n % 5]) for n in range(60)]
     await publish(kafka_settings.kafka_bootstrap_servers, topic, *events, events[0], events[1])
     handler = RecordingHandler()
-    consumer = a_consumer(database, kafka_settings, handler, producer)
-    await consumer.start()
-    try:
-        await drain(consumer, 62)
-    finally:
-        await consumer.stop()
+    consumer = await consume(a_consumer(database, kafka_settings, handler, producer), 62)
     assert sorted(handler.seen) == sorted(e.event_id for e in events), "the redelivered two are skipped"
     assert consumer.duplicates_total == 2
     table = database.tables.checkpoints

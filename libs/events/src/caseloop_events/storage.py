@@ -203,13 +203,14 @@ def _dialect_of(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-def _insert(dialect_name: str, table: Table) -> Any:
+def dialect_insert(dialect_name: str, table: Table) -> Any:
+    """The INSERT of the dialect, which has ON CONFLICT."""
     return postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
 
 
 @functools.cache
 def _upsert_statement(dialect_name: str, table: Table, columns: tuple[str, ...], key: tuple[str, ...]) -> Any:
-    insert = _insert(dialect_name, table)
+    insert = dialect_insert(dialect_name, table)
     return insert.on_conflict_do_update(
         index_elements=list(key), set_={c: insert.excluded[c] for c in columns if c not in key}
     )
@@ -217,7 +218,7 @@ def _upsert_statement(dialect_name: str, table: Table, columns: tuple[str, ...],
 
 @functools.cache
 def _insert_ignoring_statement(dialect_name: str, table: Table) -> Any:
-    return _insert(dialect_name, table).on_conflict_do_nothing()
+    return dialect_insert(dialect_name, table).on_conflict_do_nothing()
 
 
 async def upsert_row(session: AsyncSession, table: Table, values: dict[str, Any], key: tuple[str, ...]) -> None:

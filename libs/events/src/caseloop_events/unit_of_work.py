@@ -10,7 +10,6 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from caseloop_events.causal import causal_order
@@ -21,6 +20,7 @@ from caseloop_events.storage import (
     RuntimeTables,
     create_engine,
     create_schema,
+    dialect_insert,
     insert_many_ignoring_duplicates,
     insert_row_ignoring_duplicates,
     session_factory,
@@ -36,8 +36,9 @@ async def _case_events(session: AsyncSession, tables: RuntimeTables, case_id: UU
 
 @functools.cache
 def _lock_statement(dialect_name: str, streams: Table) -> Any:
-    insert = postgresql.insert(streams) if dialect_name == "postgresql" else sqlite.insert(streams)
-    return insert.on_conflict_do_update(index_elements=[streams.c.case_id], set_={"version": streams.c.version + 1})
+    return dialect_insert(dialect_name, streams).on_conflict_do_update(
+        index_elements=[streams.c.case_id], set_={"version": streams.c.version + 1}
+    )
 
 
 def _logged(event: Envelope) -> dict[str, Any]:
