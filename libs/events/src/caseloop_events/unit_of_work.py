@@ -65,6 +65,9 @@ class UnitOfWork:
         # nobody else writes a locked case's log, so it is read and parsed once per transaction
         # (a consumer batch handles many events of a case in one).
         self._locked_logs: dict[UUID, list[Envelope]] = {}
+        #: What a handler read once and keeps for the rest of the transaction, under a key of its
+        #: own: rows only this service writes, so the handler that writes one drops its entry.
+        self.memo: dict[object, Any] = {}
 
     @property
     def dialect(self) -> str:

@@ -39,10 +39,11 @@ from caseloop_events.contracts.supervision import (
     FeedbackFailed,
     Rating,
     RegionMode,
+    RegionModeSwitched,
     region_stream_id,
 )
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Envelope, EventPayload, deterministic_id
+from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, deterministic_id, new_event
 from caseloop_events.reference import default_reference_dir, load_reference_data
 from caseloop_events.testing import causal_chain
 from caseloop_events.unit_of_work import Database
@@ -470,3 +471,29 @@ async def test_the_notice_timer_issues_each_rung_once_and_a_mode_switch_retimes_
     switched_events = await emitted(services, "region.mode_switched")
     assert len(switched_events) == 1
     assert switched_events[0].case_id == region_stream_id("330110001")
+
+
+async def test_a_mode_switch_read_earlier_in_the_same_transaction_times_the_next_event_of_a_case(
+    services: SupervisionServices, clock: ManualClock
+) -> None:
+    """The regions in emergency mode are read once per transaction (a consumer's poll), so a switch
+    handled in that transaction must drop what was read: the acknowledgement after it starts the
+    handling clock on the emergency profile (24 hours), not the general one (7 days)."""
+    case_id = uuid.uuid4()
+    up_to_ack = events_of(case_id, *(e.payload for e in a_handled_case()[:4]))
+    switch = new_event(
+        RegionModeSwitched(
+            region_code="330110001", region_level="town", mode=RegionMode.EMERGENCY, switched_by="c", reason="flood"
+        ),
+        case_id=region_stream_id("330110001"),
+        actor=Actor(id="c", role=ActorRole.SUPERVISOR),
+        occurred_at=up_to_ack[2].occurred_at,
+        correlation_id=uuid.uuid4(),
+    )
+    async with services.database.transaction() as uow:
+        for offset, event in enumerate([*up_to_ack[:3], switch, up_to_ack[3]]):
+            await handlers.handle_event(services, uow, event, Delivery("test", 0, offset, False))
+    view = await handlers.get_case(services, case_id)
+    assert view.deadline is not None
+    assert view.deadline.clock is ClockKind.HANDLING
+    assert view.deadline.due_at - view.deadline.started_at == timedelta(hours=24)

@@ -244,6 +244,9 @@ class SupervisedCase:
     duplicate_of: CaseRef | None = None
     similarity: float | None = None
     merged_into: CaseRef | None = None
+    #: Whether the case ever followed another (a link or a merge, undone since or not): only then
+    #: can the case list hold a link of it to remove.
+    was_linked: bool = False
     #: What a merge interrupted: an unmerge puts the case back there.
     status_before_merge: CaseStatus | None = None
     category: str | None = None
@@ -385,9 +388,10 @@ def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 _with_report(case, linked),
                 duplicate_of=CaseRef(linked.original_case_id, linked.original_case_no),
                 similarity=linked.similarity,
+                was_linked=True,
             )
         case CasesMerged() as merged:
-            return replace(case, merged_into=CaseRef(merged.into_case_id, merged.into_case_no))
+            return replace(case, merged_into=CaseRef(merged.into_case_id, merged.into_case_no), was_linked=True)
         case CaseUnmerged():
             if case.status is CaseStatus.MERGED:
                 # The merge stopped the clocks: taking up again where it stood starts new rounds.

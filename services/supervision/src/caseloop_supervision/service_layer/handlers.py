@@ -98,15 +98,28 @@ async def in_emergency_mode(uow: UnitOfWork, town_code: str | None, district_cod
     regions = [code for code in (town_code, district_code) if code is not None]
     if not regions:
         return False
-    found = await uow.session.scalar(
-        select(func.count())
-        .select_from(region_modes)
-        .where(region_modes.c.region_code.in_(regions), region_modes.c.mode == RegionMode.EMERGENCY.value)
-    )
-    return bool(found)
+    in_emergency = await _regions_in_emergency_mode(uow)
+    return any(code in in_emergency for code in regions)
+
+
+#: The transaction's memo key of the regions in emergency mode.
+_EMERGENCY_REGIONS = object()
+
+
+async def _regions_in_emergency_mode(uow: UnitOfWork) -> frozenset[str]:
+    """Read once per transaction (a consumer's poll handles many events in one): a handful of rows
+    at most, written only by this service, which drops the memo when it switches a mode."""
+    regions: frozenset[str] | None = uow.memo.get(_EMERGENCY_REGIONS)
+    if regions is None:
+        found = await uow.session.scalars(
+            select(region_modes.c.region_code).where(region_modes.c.mode == RegionMode.EMERGENCY.value)
+        )
+        regions = uow.memo[_EMERGENCY_REGIONS] = frozenset(found)
+    return regions
 
 
 async def _project_region_mode(uow: UnitOfWork, event: Envelope, switched: RegionModeSwitched) -> None:
+    uow.memo.pop(_EMERGENCY_REGIONS, None)
     await upsert_row(
         uow.session,
         region_modes,
@@ -195,7 +208,7 @@ async def _queue_feedback(uow: UnitOfWork, request: FeedbackRequest) -> None:
 
 async def project(uow: UnitOfWork, case: SupervisedCase, rules: ClockRules) -> CaseView:
     """Bring the case list (and the case's link to the case it follows) up to the folded case."""
-    view = case_view(case, rules.reference.escalation_ladder, await _queued_feedback(uow, case.case_id))
+    view = case_view(case, rules.reference.escalation_ladder, await _queued_feedback(uow, case))
     running = view.deadline
     await upsert_row(
         uow.session,
@@ -244,7 +257,7 @@ async def project(uow: UnitOfWork, case: SupervisedCase, rules: ClockRules) -> C
             },
             ("follower_case_id",),
         )
-    else:
+    elif case.was_linked:
         # Unlinked: the row goes, so a replay that folds the link and the unmerge in one go (and
         # never writes the row) leaves the same table as the live service did.
         await uow.session.execute(delete(case_links).where(case_links.c.follower_case_id == str(case.case_id)))
@@ -256,11 +269,14 @@ def _as_members(ids: Sequence[str]) -> str:
     return "," + "".join(f"{i}," for i in ids)
 
 
-async def _queued_feedback(uow: UnitOfWork, case_id: UUID) -> list[Feedback]:
-    """Deliveries queued but not yet attempted: no event tells of them yet."""
+async def _queued_feedback(uow: UnitOfWork, case: SupervisedCase) -> list[Feedback]:
+    """Deliveries queued but not yet attempted: no event tells of them yet. A case whose source
+    system asked for no feedback has none (``feedback_for``): no query for it."""
+    if case.callback_url is None:
+        return []
     rows = await uow.session.execute(
         select(feedback_deliveries.c.about_event_id, feedback_deliveries.c.about_type, feedback_deliveries.c.url)
-        .where(feedback_deliveries.c.case_id == str(case_id), feedback_deliveries.c.attempts == 0)
+        .where(feedback_deliveries.c.case_id == str(case.case_id), feedback_deliveries.c.attempts == 0)
         .order_by(feedback_deliveries.c.created_at, feedback_deliveries.c.delivery_id)
     )
     return [
