@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiokafka import ConsumerRecord, TopicPartition
 from sqlalchemy import insert, select, update
 
 from caseloop_deploy.compare import DifferenceKind, compare_projections
@@ -22,9 +23,11 @@ from caseloop_deploy.databases import (
     swap_in,
 )
 from caseloop_deploy.logread import case_events_from_topics
-from caseloop_deploy.replay import replay_service
+from caseloop_deploy.replay import Batch, ReplayReport, _replay_batch, replay_service
 from caseloop_deploy.republish import republish_service
 from caseloop_deploy.services import ServiceSpec, service_spec
+from caseloop_dispatch.service_layer.handlers import keeps
+from caseloop_events.consumer import Delivery
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import AssignmentRoute, CaseAcknowledged, CaseAssigned
 from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
@@ -33,6 +36,7 @@ from caseloop_events.envelope import Envelope, EventPayload, Producer
 from caseloop_events.kafka import KafkaSettings
 from caseloop_events.testing import causal_chain, publish
 from caseloop_events.topics import ensure_topics
+from caseloop_events.unit_of_work import CaseLogs, UnitOfWork
 
 DISPATCH = service_spec("dispatch")
 LOCATION = CaseLocation(
@@ -217,3 +221,46 @@ def test_a_replay_or_a_promotion_never_names_the_live_database_as_its_shadow(tmp
     pg = "postgresql+asyncpg://postgres@127.0.0.1:5432/caseloop_dispatch"
     assert same_database(pg, "postgresql+asyncpg://other@127.0.0.1/caseloop_dispatch")
     assert sibling_url(pg, "shadow").endswith("/caseloop_dispatch_shadow")
+
+
+async def test_a_batch_undone_by_a_failing_handler_leaves_no_trace_in_the_logs_the_replay_keeps(
+    database_url: str,
+) -> None:
+    """The replay keeps case logs across batches (``CaseLogs``). A batch whose handler fails is
+    undone and taken record by record; what the undone transaction recorded must not stay in the
+    kept logs, or the record skipped for good would still be folded into its case."""
+    spec = DISPATCH
+    database = spec.runtime(database_url, KafkaSettings()).database
+    await database.create_schema()
+    case = an_acknowledged_case()
+    accepted, judged, assigned, acknowledged = case
+    bad = assigned.event_id
+    folded: list[list[uuid.UUID]] = []
+
+    async def handle(uow: UnitOfWork, event: Envelope, _delivery: Delivery) -> None:
+        log = await uow.lock_case(event.case_id)
+        await uow.record(event)
+        if any(e.event_id == bad for e in log):
+            raise RuntimeError("this handler cannot take the assignment")
+        folded.append([e.event_id for e in await uow.case_events(event.case_id)])
+
+    def batch(*events: Envelope, first_offset: int) -> Batch:
+        tp = TopicPartition("t", 0)
+        return [
+            (tp, ConsumerRecord("t", 0, first_offset + n, 0, 0, None, e.model_dump_json().encode(), None, 0, 0, []))
+            for n, e in enumerate(events)
+        ]
+
+    kept = CaseLogs(max_cases=10)
+    report = ReplayReport("dispatch")
+    try:
+        await _replay_batch("dispatch", database, handle, keeps, batch(accepted, judged, first_offset=0), report, kept)
+        await _replay_batch(
+            "dispatch", database, handle, keeps, batch(assigned, acknowledged, first_offset=2), report, kept
+        )
+        assert report.skipped == ["t[0]@2: RuntimeError('this handler cannot take the assignment')"]
+        in_database = [e.event_id for e in await database.case_events(accepted.case_id)]
+        assert bad not in in_database
+        assert folded[-1] == in_database, "the last fold saw what the database holds, not the undone assignment"
+    finally:
+        await database.dispose()

@@ -16,7 +16,7 @@ from caseloop_events.consumer import is_transient
 from caseloop_events.contracts.supervision import CaseVerified
 from caseloop_events.envelope import Actor, ActorRole, Envelope, new_event
 from caseloop_events.storage import define_runtime_tables, insert_row_ignoring_duplicates
-from caseloop_events.unit_of_work import Database
+from caseloop_events.unit_of_work import CaseLogs, Database
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -102,3 +102,29 @@ def test_a_deadlock_or_a_serialization_failure_is_retried_not_charged_to_the_eve
     assert is_transient(OperationalError("SELECT 1", {}, Exception("connection refused")))
     assert not is_transient(DBAPIError("INSERT …", {}, Exception("check constraint violated")))
     assert not is_transient(ValueError("the handler's own bug"))
+
+
+async def test_logs_kept_across_transactions_are_neither_read_again_nor_written_twice(database: Database) -> None:
+    """A replay keeps the parsed logs of the cases it met (``CaseLogs``): a later transaction uses
+    the kept log without reading it, recording an event the log holds is a no-op, and the least
+    recently used case goes when there are more than ``max_cases``."""
+    kept = CaseLogs(max_cases=2)
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    first_of_a, second_of_a = a_verified_event(a, 1), a_verified_event(a, 2)
+    async with database.transaction(kept) as uow:
+        await uow.record_many([first_of_a, a_verified_event(b, 1)])
+        await uow.lock_case(a)
+        await uow.lock_case(b)
+        await uow.record(second_of_a)
+    assert list(kept) == [b, a], "a, recorded to last, was used most recently"
+    assert kept[a] == [first_of_a, second_of_a]
+
+    # A row written behind the replay's back is not seen: the kept log is what the case holds.
+    async with database.transaction() as uow:
+        await uow.record(a_verified_event(a, 3))
+    async with database.transaction(kept) as uow:
+        assert await uow.lock_case(a) == [first_of_a, second_of_a], "the kept log, not a read"
+        await uow.record(second_of_a)  # held by the log: no second row, no error
+        await uow.lock_case(c)
+    assert list(kept) == [a, c], "b, used least recently, went"
+    assert len(await database.case_events(a)) == 3, "the database does hold the third event"

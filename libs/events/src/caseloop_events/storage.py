@@ -228,17 +228,20 @@ async def upsert_row(session: AsyncSession, table: Table, values: dict[str, Any]
 
 async def insert_row_ignoring_duplicates(session: AsyncSession, table: Table, values: dict[str, Any]) -> None:
     """Insert the row unless one with its key exists already."""
+    await insert_rows_ignoring_duplicates(session, table, [values])
+
+
+async def insert_rows_ignoring_duplicates(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert the rows (all with the same columns) but those whose key exists already: one
+    statement, executed for all the rows at once (asyncpg pipelines them), not an INSERT of
+    thousands of VALUES built and compiled afresh each time."""
+    if not rows:
+        return
     # A parameter naming no column would be ignored silently (``.values()`` refused it).
-    unknown = values.keys() - table.c.keys()
+    unknown = rows[0].keys() - table.c.keys()
     if unknown:
         raise ValueError(f"{table.name} has no column {sorted(unknown)}")
-    await session.execute(_insert_ignoring_statement(_dialect_of(session), table), values)
-
-
-def insert_many_ignoring_duplicates(table: Table, rows: list[dict[str, Any]], dialect_name: str) -> Any:
-    """One INSERT of many rows that skips the rows whose key exists already."""
-    insert = postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
-    return insert.values(rows).on_conflict_do_nothing()
+    await session.execute(_insert_ignoring_statement(_dialect_of(session), table), rows)
 
 
 async def ping(session: AsyncSession) -> None:

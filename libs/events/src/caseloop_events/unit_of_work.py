@@ -4,6 +4,7 @@ produced (outbox) and the consumer position (DESIGN.md §3)."""
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,8 +22,8 @@ from caseloop_events.storage import (
     create_engine,
     create_schema,
     dialect_insert,
-    insert_many_ignoring_duplicates,
     insert_row_ignoring_duplicates,
+    insert_rows_ignoring_duplicates,
     session_factory,
     upsert_row,
 )
@@ -52,10 +53,41 @@ def _logged(event: Envelope) -> dict[str, Any]:
     }
 
 
+class CaseLogs(OrderedDict[UUID, list[Envelope]]):
+    """Case logs as they stand in the database, parsed and in causal order, for at most
+    ``max_cases`` cases (the least recently used go first).
+
+    Only a writer that has the database to itself may keep them across transactions — a replay
+    into a database of its own — and it must drop them all when a transaction fails, since they
+    hold what that transaction recorded."""
+
+    def __init__(self, max_cases: int) -> None:
+        super().__init__()
+        self.max_cases = max_cases
+
+    def __getitem__(self, case_id: UUID) -> list[Envelope]:
+        log = super().__getitem__(case_id)
+        self.move_to_end(case_id)
+        return log
+
+    def __setitem__(self, case_id: UUID, log: list[Envelope]) -> None:
+        super().__setitem__(case_id, log)
+        self.move_to_end(case_id)
+        while len(self) > self.max_cases:
+            self.popitem(last=False)
+
+
 class UnitOfWork:
     """What a handler may touch during one transaction."""
 
-    def __init__(self, session: AsyncSession, tables: RuntimeTables, topic: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        tables: RuntimeTables,
+        topic: str,
+        clock: Clock,
+        kept_logs: CaseLogs | None = None,
+    ) -> None:
         self.session = session
         self.tables = tables
         self.clock = clock
@@ -63,8 +95,10 @@ class UnitOfWork:
         self.emitted: list[Envelope] = []
         # The logs of the cases this transaction locked, kept up to date as it records events:
         # nobody else writes a locked case's log, so it is read and parsed once per transaction
-        # (a consumer batch handles many events of a case in one).
-        self._locked_logs: dict[UUID, list[Envelope]] = {}
+        # (a consumer batch handles many events of a case in one). A writer that has the database
+        # to itself passes the logs it keeps across its transactions (``CaseLogs``): no lock and no
+        # read for those.
+        self._locked_logs: dict[UUID, list[Envelope]] = kept_logs if kept_logs is not None else {}
         #: What a handler read once and keeps for the rest of the transaction, under a key of its
         #: own: rows only this service writes, so the handler that writes one drops its entry.
         self.memo: dict[object, Any] = {}
@@ -90,37 +124,54 @@ class UnitOfWork:
         return await _case_events(self.session, self.tables, case_id)
 
     async def record(self, event: Envelope) -> None:
-        """Keep an event in the case log (idempotent)."""
+        """Keep an event in the case log (idempotent: an event the locked log holds is not written again)."""
+        log = self._locked_logs.get(event.case_id)
+        if log is not None and any(kept.event_id == event.event_id for kept in log):
+            return
         await insert_row_ignoring_duplicates(self.session, self.tables.case_events, _logged(event))
         self._remember([event])
 
     def _remember(self, events: Sequence[Envelope]) -> None:
+        """Add what was just recorded to the locked logs it belongs to (one ordering per case)."""
+        by_case: dict[UUID, list[Envelope]] = {}
         for event in events:
-            log = self._locked_logs.get(event.case_id)
-            if log is not None and all(kept.event_id != event.event_id for kept in log):
-                self._locked_logs[event.case_id] = causal_order([*log, event])
+            if event.case_id in self._locked_logs:
+                by_case.setdefault(event.case_id, []).append(event)
+        for case_id, new in by_case.items():
+            log = self._locked_logs[case_id]
+            known = {kept.event_id for kept in log}
+            fresh = [event for event in new if event.event_id not in known]
+            if fresh:
+                self._locked_logs[case_id] = causal_order([*log, *fresh])
 
     async def record_many(self, events: Sequence[Envelope]) -> None:
         """Keep many events in the case log with one statement (idempotent): what a replay does."""
         if events:
             rows = [_logged(event) for event in events]
-            await self.session.execute(insert_many_ignoring_duplicates(self.tables.case_events, rows, self.dialect))
+            await insert_rows_ignoring_duplicates(self.session, self.tables.case_events, rows)
             self._remember(events)
 
     async def emit(self, *events: Envelope) -> None:
         """Append new events of this service: case log, outbox, and marked processed, so that
-        reading them back from our own topic is a no-op."""
+        reading them back from our own topic is a no-op. One statement per table for them all;
+        the outbox rows take their positions in the order given."""
+        if not events:
+            return
         now = self.clock.now()
-        for event in events:
-            logged = _logged(event)
-            await insert_row_ignoring_duplicates(self.session, self.tables.case_events, logged)
-            self._remember([event])
-            outbox_row = {key: logged[key] for key in ("event_id", "case_id", "type", "envelope")}
-            await self.session.execute(
-                self.tables.outbox.insert(), {**outbox_row, "topic": self._topic, "created_at": now}
-            )
-            await self.mark_processed(event.event_id)
-            self.emitted.append(event)
+        logged = [_logged(event) for event in events]
+        await insert_rows_ignoring_duplicates(self.session, self.tables.case_events, logged)
+        self._remember(events)
+        outbox_rows = [
+            {
+                **{key: row[key] for key in ("event_id", "case_id", "type", "envelope")},
+                "topic": self._topic,
+                "created_at": now,
+            }
+            for row in logged
+        ]
+        await self.session.execute(self.tables.outbox.insert(), outbox_rows)
+        await self.mark_processed_many([event.event_id for event in events])
+        self.emitted.extend(events)
 
     async def is_processed(self, event_id: UUID) -> bool:
         table = self.tables.processed_events
@@ -140,7 +191,7 @@ class UnitOfWork:
             now = self.clock.now()
             rows = [{"event_id": str(i), "processed_at": now} for i in event_ids]
             table = self.tables.processed_events
-            await self.session.execute(insert_many_ignoring_duplicates(table, rows, self.dialect))
+            await insert_rows_ignoring_duplicates(self.session, table, rows)
 
     async def mark_processed(self, event_id: UUID) -> None:
         await insert_row_ignoring_duplicates(
@@ -183,11 +234,11 @@ class Database:
         self._after_commit.append(listener)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[UnitOfWork]:
-        """Everything inside commits together or not at all."""
+    async def transaction(self, kept_logs: CaseLogs | None = None) -> AsyncIterator[UnitOfWork]:
+        """Everything inside commits together or not at all. ``kept_logs``: see ``CaseLogs``."""
         async with self.sessions() as session, session.begin():
             await session.connection(execution_options=SQLITE_WRITE)
-            uow = UnitOfWork(session, self.tables, self.topic, self.clock)
+            uow = UnitOfWork(session, self.tables, self.topic, self.clock, kept_logs)
             yield uow
         if uow.emitted:
             for listener in self._after_commit:

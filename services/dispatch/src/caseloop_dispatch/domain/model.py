@@ -25,6 +25,7 @@ from caseloop_events.contracts.supervision import CaseReopened, CaseVerification
 from caseloop_events.contracts.triage import CaseJudged
 from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, event_answering, event_caused_by
 from caseloop_events.errors import CaseNotFound, InvalidInput, RuleViolation
+from caseloop_events.folding import Folder
 from caseloop_events.lifecycle import CaseProgress, progress
 from caseloop_events.reference import DISTRICT_COMMAND_UNIT_ID, ReferenceData, Unit
 
@@ -295,12 +296,13 @@ def _with_details(case: DispatchCase, event: Envelope) -> DispatchCase:
             return case
 
 
+_folder = Folder(DispatchCase, evolve)
+
+
 def fold(case_id: UUID, events: Iterable[Envelope]) -> DispatchCase:
-    """The case's state from its events, which must come in causal order."""
-    case = DispatchCase(case_id)
-    for event in events:
-        case = evolve(case, event)
-    return case
+    """The case's state from its events, which must come in causal order (the events an earlier
+    fold of the case saw are not folded again: ``caseloop_events.folding``)."""
+    return _folder(case_id, events)
 
 
 # --- Decisions dispatch takes on its own, when an event changes a case ---------------------

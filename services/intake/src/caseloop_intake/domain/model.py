@@ -33,6 +33,7 @@ from caseloop_events.envelope import (
     new_event,
 )
 from caseloop_events.errors import CaseNotFound, InvalidInput, NotFound, RuleViolation
+from caseloop_events.folding import Folder
 from caseloop_events.reference import GridPlace, ReferenceData
 from caseloop_intake.domain.screening import ScreeningRules, dice_similarity, screening_marker_in, why_not_actionable
 
@@ -281,12 +282,13 @@ def _screened(case: IntakeCase, event: Envelope, case_no: str, status: CaseStatu
     return replace(case, case_no=case_no, status=status, screened_at=screened_at, status_event=event)
 
 
+_folder = Folder(IntakeCase, evolve)
+
+
 def fold(case_id: uuid.UUID, events: Iterable[Envelope]) -> IntakeCase:
-    """The case's state from its events, which must come in causal order."""
-    case = IntakeCase(case_id)
-    for event in events:
-        case = evolve(case, event)
-    return case
+    """The case's state from its events, which must come in causal order (the events an earlier
+    fold of the case saw are not folded again: ``caseloop_events.folding``)."""
+    return _folder(case_id, events)
 
 
 def place_case(location: LocationGiven, reference: ReferenceData) -> GridPlace | None:

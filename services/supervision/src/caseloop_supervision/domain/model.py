@@ -52,6 +52,7 @@ from caseloop_events.contracts.supervision import (
 )
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
 from caseloop_events.envelope import Envelope
+from caseloop_events.folding import Folder
 from caseloop_events.lifecycle import CaseProgress, progress
 
 
@@ -628,9 +629,10 @@ def _with_feedback(case: SupervisedCase, feedback: Feedback) -> SupervisedCase:
     return replace(case, feedback=tuple(feedback if f is earlier else f for f in case.feedback))
 
 
+_folder = Folder(SupervisedCase, evolve)
+
+
 def fold(case_id: uuid.UUID, events: Iterable[Envelope]) -> SupervisedCase:
-    """The case as its events, in causal order, make it."""
-    case = SupervisedCase(case_id)
-    for event in events:
-        case = evolve(case, event)
-    return case
+    """The case as its events, in causal order, make it. A handler folds a case several times per
+    event, and the earlier events are not folded again (``caseloop_events.folding``)."""
+    return _folder(case_id, events)

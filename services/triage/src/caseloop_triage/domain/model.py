@@ -18,6 +18,7 @@ from caseloop_events.contracts.supervision import CaseClosed, CaseReopened
 from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview
 from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, event_answering, event_caused_by
 from caseloop_events.errors import CaseNotFound, InvalidInput, RuleViolation
+from caseloop_events.folding import Folder
 from caseloop_events.reference import ReferenceData
 from caseloop_triage.domain.judgment import OfficerChoice, officer_judgment, require_known_choices, rules_judgment
 
@@ -144,12 +145,13 @@ def evolve(case: TriageCase, event: Envelope) -> TriageCase:
             return case
 
 
+_folder = Folder(TriageCase, evolve)
+
+
 def fold(case_id: UUID, events: Iterable[Envelope]) -> TriageCase:
-    """The case's state from its events, which must come in causal order."""
-    case = TriageCase(case_id)
-    for event in events:
-        case = evolve(case, event)
-    return case
+    """The case's state from its events, which must come in causal order (the events an earlier
+    fold of the case saw are not folded again: ``caseloop_events.folding``)."""
+    return _folder(case_id, events)
 
 
 def judge_by_rules(
