@@ -161,15 +161,13 @@ async def _in_one_transaction(
         for tp, record, event in last_of_case.values():
             await handle(uow, event, Delivery(tp.topic, tp.partition, record.offset, replaying=True))
         await uow.mark_processed_many(list(fresh))
-        for (topic, partition), next_offset in _next_offsets(batch).items():
-            await uow.save_checkpoint(name, topic, partition, next_offset)
+        await uow.save_checkpoints(name, _next_offsets(batch))
     return len(fresh), len(decoded) - len(fresh)
 
 
 async def _save_checkpoints(name: str, database: Database, batch: Batch) -> None:
     async with database.transaction() as uow:
-        for (topic, partition), next_offset in _next_offsets(batch).items():
-            await uow.save_checkpoint(name, topic, partition, next_offset)
+        await uow.save_checkpoints(name, _next_offsets(batch))
 
 
 def _next_offsets(batch: Batch) -> dict[tuple[str, int], int]:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import MetaData, select
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from caseloop_events.clock import SystemClock
 from caseloop_events.consumer import is_transient
@@ -128,3 +129,32 @@ async def test_logs_kept_across_transactions_are_neither_read_again_nor_written_
         await uow.lock_case(c)
     assert list(kept) == [a, c], "b, used least recently, went"
     assert len(await database.case_events(a)) == 3, "the database does hold the third event"
+
+
+async def test_a_query_session_on_postgresql_runs_outside_a_transaction_and_a_write_inside_one(
+    database: Database,
+) -> None:
+    """Queries cost one round trip each on PostgreSQL (no BEGIN and ROLLBACK around them); the same
+    pooled connection, taken back for a write, is in a transaction again. (SQLite runs in the
+    process, where a transaction costs no round trip: there only the rows are checked.)"""
+    on_postgresql = database.engine.dialect.name == "postgresql"
+
+    async def in_a_transaction(session: AsyncSession) -> bool | None:
+        if not on_postgresql:
+            return None
+        connection = await session.connection()
+        raw = connection.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+        return bool(raw._connection.is_in_transaction())  # type: ignore[union-attr]
+
+    for _ in range(2):
+        async with database.reading() as session:
+            await session.execute(select(database.tables.checkpoints))
+            assert await in_a_transaction(session) in (False, None)
+        async with database.transaction() as uow:
+            await uow.save_checkpoints("c", {("t", 0): 5, ("t", 1): 7})
+            assert await in_a_transaction(uow.session) in (True, None)
+    async with database.reading() as session:
+        rows = await session.execute(
+            select(database.tables.checkpoints.c.partition, database.tables.checkpoints.c.next_offset)
+        )
+        assert sorted(rows.all()) == [(0, 5), (1, 7)]

@@ -281,8 +281,7 @@ class EventConsumer:
                     raise _HandlerFailed(event.event_id) from error
                 handled.append(event.event_id)
             await uow.mark_processed_many(handled)
-            for tp, next_offset in next_offsets.items():
-                await uow.save_checkpoint(self.name, tp.topic, tp.partition, next_offset)
+            await uow.save_checkpoints(self.name, {(tp.topic, tp.partition): n for tp, n in next_offsets.items()})
         return len(handled), len(decoded) - len(handled)
 
     async def _process_one_by_one(

@@ -223,7 +223,14 @@ def _insert_ignoring_statement(dialect_name: str, table: Table) -> Any:
 
 async def upsert_row(session: AsyncSession, table: Table, values: dict[str, Any], key: tuple[str, ...]) -> None:
     """Insert the row, or update the row with the same key."""
-    await session.execute(_upsert_statement(_dialect_of(session), table, tuple(values), key), values)
+    await upsert_rows(session, table, [values], key)
+
+
+async def upsert_rows(session: AsyncSession, table: Table, rows: list[dict[str, Any]], key: tuple[str, ...]) -> None:
+    """Insert each row (all with the same columns), or update the row with its key: one statement
+    executed for them all."""
+    if rows:
+        await session.execute(_upsert_statement(_dialect_of(session), table, tuple(rows[0]), key), rows)
 
 
 async def insert_row_ignoring_duplicates(session: AsyncSession, table: Table, values: dict[str, Any]) -> None:
