@@ -21,10 +21,14 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from caseloop_events.auth import Authenticator, Forbidden, NotAuthenticated, RateLimiter, TooManyRequests, authenticated
+from caseloop_events.consumer import is_transient
 from caseloop_events.errors import CaseNotFound, InvalidInput, NotFound, RuleViolation
 from caseloop_events.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
+
+#: What a 503 asks the client to wait before trying again.
+RETRY_AFTER_SECONDS = 1
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -83,6 +87,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(409, "Command does not fit the case's state", error.reason, rule=error.rule)
 
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        if is_transient(error):
+            # The database was away, busy, or the transaction lost a race: nothing was done, and
+            # the same request succeeds later (commands are idempotent by their Idempotency-Key).
+            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, error)
+            response = problem(503, "Service unavailable", "the database is unavailable or busy; try again")
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
         return problem(500, "Internal error", "the request failed unexpectedly; it has been logged")
 
@@ -283,6 +294,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: problem_response("the request body is larger than the service reads"),
     422: problem_response("the request has invalid fields: each is named"),
     500: problem_response("the request failed unexpectedly; it has been logged"),
+    503: problem_response("the database is unavailable or busy, or lost a race with another request: try again"),
 }
 
 
