@@ -140,8 +140,8 @@ class OutboxRelay:
             )
         await asyncio.gather(*deliveries)
         outbox = self._database.tables.outbox
-        async with self._database.transaction() as uow:
-            await uow.session.execute(
+        async with self._database.one_statement() as connection:
+            await connection.execute(
                 update(outbox)
                 .where(outbox.c.position.in_([row.position for row in rows]))
                 .values(published_at=self._database.clock.now())

@@ -83,10 +83,10 @@ def may_see_personal_data(
 
 
 async def record_read(database: Database, principal: Principal, case_id: UUID, request: Request) -> None:
-    """Append who read the case's personal data, when and from where (its own transaction: the
+    """Append who read the case's personal data, when and from where (committed on its own: the
     record stands even if answering fails afterwards)."""
     table = database.tables.personal_data_reads
-    async with database.engine.begin() as connection:
+    async with database.one_statement() as connection:
         await connection.execute(
             insert(table).values(
                 read_at=database.clock.now(),

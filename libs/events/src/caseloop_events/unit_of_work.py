@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Table, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from caseloop_events.causal import causal_order
 from caseloop_events.clock import Clock
@@ -77,8 +77,9 @@ class CaseLogs(OrderedDict[UUID, list[Envelope]]):
             self.popitem(last=False)
 
 
-#: PostgreSQL runs each statement of such a connection on its own (no BEGIN, no ROLLBACK).
-READ_WITHOUT_TRANSACTION = {"isolation_level": "AUTOCOMMIT"}
+#: PostgreSQL runs (and commits) each statement of such a connection on its own: no BEGIN, no
+#: COMMIT or ROLLBACK, each a round trip.
+STATEMENTS_ON_THEIR_OWN = {"isolation_level": "AUTOCOMMIT"}
 
 
 class UnitOfWork:
@@ -259,8 +260,20 @@ class Database:
         times sees each statement's own snapshot, as READ COMMITTED would show it anyway."""
         async with self.sessions() as session:
             if self.engine.dialect.name == "postgresql":
-                await session.connection(execution_options=READ_WITHOUT_TRANSACTION)
+                await session.connection(execution_options=STATEMENTS_ON_THEIR_OWN)
             yield session
+
+    @asynccontextmanager
+    async def one_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a write that is a single statement, atomic by itself: on PostgreSQL it
+        commits on its own, one round trip instead of three (BEGIN, the statement, COMMIT). Elsewhere
+        it is an ordinary transaction (deferred: one statement does not read before it writes)."""
+        if self.engine.dialect.name == "postgresql":
+            async with self.engine.connect() as connection:
+                yield await connection.execution_options(**STATEMENTS_ON_THEIR_OWN)
+        else:
+            async with self.engine.begin() as connection:
+                yield connection
 
     async def dispose(self) -> None:
         await self.engine.dispose()
