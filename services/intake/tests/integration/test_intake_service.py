@@ -263,6 +263,15 @@ async def test_rejected_and_accepted_cases_share_one_case_number_sequence(intake
     assert numbers == [numbers[0], numbers[0] + 1, numbers[0] + 2]
 
 
+async def test_reports_sent_together_take_consecutive_case_numbers_none_twice(intake: Intake) -> None:
+    """The counter is taken with one statement that creates it or adds one under its row lock."""
+    reports = [a_report(f"INT-TOGETHER-{n}", title=f"井盖缺失 {n} 号") for n in range(20)]
+    responses = await asyncio.gather(*(intake.client.post("/v1/cases", json=report) for report in reports))
+    assert [r.status_code for r in responses] == [201] * 20
+    numbers = sorted(int(r.json()["case_no"][-7:]) for r in responses)
+    assert numbers == list(range(numbers[0], numbers[0] + 20))
+
+
 async def test_a_rejected_report_sent_again_is_the_same_case(intake: Intake) -> None:
     first = await intake.report("INT-REJ-AGAIN", title="测试", description="请忽略")
     again = await intake.client.post("/v1/cases", json=a_report("INT-REJ-AGAIN", title="测试", description="请忽略"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ from caseloop_events.contracts.supervision import CaseClosed, CaseReopened
 from caseloop_events.envelope import Envelope, Producer
 from caseloop_events.errors import CaseNotFound, InvalidInput
 from caseloop_events.reference import ReferenceData
-from caseloop_events.storage import insert_row_ignoring_duplicates, upsert_row
+from caseloop_events.storage import dialect_insert, insert_row_ignoring_duplicates, upsert_row
 from caseloop_events.unit_of_work import Database, UnitOfWork
 from caseloop_intake.adapters.tables import case_number_counter, cases
 from caseloop_intake.domain.model import (
@@ -83,7 +84,7 @@ async def report_case(services: IntakeServices, command: ReportCase, correlation
         event = screening_event(case_id, outcome, command, correlation_id)
         await uow.emit(event)
         case = evolve(case, event)
-        await _project(uow, case)
+        await _project(uow, case, number_from_counter=True)
     return ReportOutcome(case, created=True)
 
 
@@ -151,18 +152,21 @@ async def handle_event(uow: UnitOfWork, event: Envelope, _delivery: Delivery) ->
 
 
 async def _next_case_sequence(uow: UnitOfWork) -> int:
-    """Take the next case number; the counter row is locked until the transaction ends."""
-    counter = case_number_counter
-    await insert_row_ignoring_duplicates(uow.session, counter, {"name": "case_no", "last_value": 0})
-    await uow.session.execute(select(counter.c.last_value).where(counter.c.name == "case_no").with_for_update())
-    sequence = await uow.session.scalar(
-        update(counter)
-        .where(counter.c.name == "case_no")
-        .values(last_value=counter.c.last_value + 1)
-        .returning(counter.c.last_value)
-    )
+    """Take the next case number; the counter row is locked until the transaction ends. One
+    statement: creating the counter at 1, or adding one to it, takes the row's lock either way."""
+    sequence = await uow.session.scalar(_take_next_number(uow.dialect), {"name": "case_no", "last_value": 1})
     assert sequence is not None
     return int(sequence)
+
+
+@functools.cache
+def _take_next_number(dialect_name: str) -> Any:
+    counter = case_number_counter
+    return (
+        dialect_insert(dialect_name, counter)
+        .on_conflict_do_update(index_elements=[counter.c.name], set_={"last_value": counter.c.last_value + 1})
+        .returning(counter.c.last_value)
+    )
 
 
 async def _open_cases_in_grid(uow: UnitOfWork, grid_code: str, since: datetime) -> list[EarlierCase]:
@@ -191,12 +195,15 @@ async def _open_cases_in_grid(uow: UnitOfWork, grid_code: str, since: datetime) 
     ]
 
 
-async def _project(uow: UnitOfWork, case: IntakeCase) -> None:
-    """Bring the case's row in line with its folded state."""
+async def _project(uow: UnitOfWork, case: IntakeCase, *, number_from_counter: bool = False) -> None:
+    """Bring the case's row in line with its folded state, and the case-number counter up to its
+    number (a replay meets numbers the counter never gave) unless the number was just taken from it."""
     row = _row_of(case)
     if row is None:
         return
     await upsert_row(uow.session, cases, row, ("case_id",))
+    if number_from_counter:
+        return
     counter = case_number_counter
     sequence = sequence_of(row["case_no"])
     await insert_row_ignoring_duplicates(uow.session, counter, {"name": "case_no", "last_value": 0})

@@ -9,15 +9,17 @@ a case: a request that failed leaves no key behind, so the client may send it ag
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select, update
 
 from caseloop_events.errors import InvalidInput, RuleViolation
-from caseloop_events.storage import insert_row_ignoring_duplicates
+from caseloop_events.storage import dialect_insert
 from caseloop_events.unit_of_work import Database
 from caseloop_intake.adapters.tables import idempotency_keys
 
@@ -44,12 +46,14 @@ def fingerprint(request_body: bytes) -> str:
 async def begin(database: Database, scope: str, key: str, print_: str, now: datetime) -> StoredAnswer | None:
     """Claim the key for this request (None: go ahead), or give the answer it already has."""
     claim = str(uuid.uuid4())
+    new_key = {"scope": scope, "idempotency_key": key, "fingerprint": print_, "claim": claim, "started_at": now}
+    # The usual case, a key not seen before, is one statement committed on its own: the row is
+    # written, and so claimed, or it was there already and the transaction below reads it.
+    async with database.one_statement() as connection:
+        claimed = await connection.scalar(_claim_new_key(connection.dialect.name), new_key)
+    if claimed is not None:
+        return None
     async with database.transaction() as uow:
-        await insert_row_ignoring_duplicates(
-            uow.session,
-            idempotency_keys,
-            {"scope": scope, "idempotency_key": key, "fingerprint": print_, "claim": claim, "started_at": now},
-        )
         row = (
             await uow.session.execute(
                 select(idempotency_keys)
@@ -73,9 +77,14 @@ async def begin(database: Database, scope: str, key: str, print_: str, now: date
         return None
 
 
+@functools.cache
+def _claim_new_key(dialect_name: str) -> Any:
+    return dialect_insert(dialect_name, idempotency_keys).on_conflict_do_nothing().returning(idempotency_keys.c.claim)
+
+
 async def complete(database: Database, scope: str, key: str, answer: StoredAnswer, now: datetime) -> None:
-    async with database.transaction() as uow:
-        await uow.session.execute(
+    async with database.one_statement() as connection:
+        await connection.execute(
             update(idempotency_keys)
             .where(idempotency_keys.c.scope == scope, idempotency_keys.c.idempotency_key == key)
             .values(
