@@ -88,8 +88,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         if is_transient(error):
-            # The database was away, busy, or the transaction lost a race: nothing was done, and
-            # the same request succeeds later (commands are idempotent by their Idempotency-Key).
+            # The database was away, busy, or the transaction lost a race: the transaction that
+            # failed was undone, and the same request may be sent again (commands are idempotent).
             log.warning("database unavailable on %s %s: %s", request.method, request.url.path, error)
             response = problem(503, "Service unavailable", "the database is unavailable or busy; try again")
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)

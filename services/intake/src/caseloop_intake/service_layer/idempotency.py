@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from caseloop_events.errors import InvalidInput, RuleViolation
-from caseloop_events.storage import dialect_insert
+from caseloop_events.storage import dialect_insert, insert_row_ignoring_duplicates
 from caseloop_events.unit_of_work import Database
 from caseloop_intake.adapters.tables import idempotency_keys
 
@@ -48,12 +48,15 @@ async def begin(database: Database, scope: str, key: str, print_: str, now: date
     claim = str(uuid.uuid4())
     new_key = {"scope": scope, "idempotency_key": key, "fingerprint": print_, "claim": claim, "started_at": now}
     # The usual case, a key not seen before, is one statement committed on its own: the row is
-    # written, and so claimed, or it was there already and the transaction below reads it.
+    # written, and so claimed, or it was there already and the transaction below reads it. That
+    # transaction writes the row again if it went in between (the other request failed and
+    # released it, or it expired), so it always finds one.
     async with database.one_statement() as connection:
         claimed = await connection.scalar(_claim_new_key(connection.dialect.name), new_key)
     if claimed is not None:
         return None
     async with database.transaction() as uow:
+        await insert_row_ignoring_duplicates(uow.session, idempotency_keys, new_key)
         row = (
             await uow.session.execute(
                 select(idempotency_keys)

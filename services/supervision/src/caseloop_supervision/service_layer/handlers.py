@@ -108,7 +108,9 @@ _EMERGENCY_REGIONS = object()
 
 async def _regions_in_emergency_mode(uow: UnitOfWork) -> frozenset[str]:
     """Read once per transaction (a consumer's poll handles many events in one): a handful of rows
-    at most, written only by this service, which drops the memo when it switches a mode."""
+    at most, written only by this service, which drops the memo when it switches a mode in the same
+    transaction. A switch another transaction commits meanwhile is seen from the next transaction
+    on; a case it missed is re-timed at its next event, as ``switch_region_mode`` says."""
     regions: frozenset[str] | None = uow.memo.get(_EMERGENCY_REGIONS)
     if regions is None:
         found = await uow.session.scalars(
