@@ -35,15 +35,16 @@ fmt: install ## format the code
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-lint: install ## ruff
+lint: install ## ruff, and lint-imports (the layers of pyproject.toml's [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install ## mypy --strict
 	$(BIN)/mypy libs/events/src services/*/src deploy/src
 
 schemas: install ## export the JSON Schema of every event type and refresh the golden samples
-	$(BIN)/python -m caseloop_events.schema --schemas libs/events/schemas --samples libs/events/golden
+	$(BIN)/python -m caseloop_events.contracts.schema --schemas libs/events/schemas --samples libs/events/golden
 
 bench: install ## the benchmark: PostgreSQL and SQLite runs, bench-results/<time>/report.json and bench.png (BENCH_ARGS=--help)
 	$(BIN)/python -m caseloop_deploy.bench $(BENCH_ARGS)

@@ -1,3 +1,3 @@
 """Fixtures every package's tests share: a real broker and real databases."""
 
-pytest_plugins = ["caseloop_events.testing"]
+pytest_plugins = ["caseloop_events.testing.fixtures"]

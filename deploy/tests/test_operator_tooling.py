@@ -27,16 +27,16 @@ from caseloop_deploy.replay import Batch, ReplayReport, _replay_batch, replay_se
 from caseloop_deploy.republish import republish_service
 from caseloop_deploy.services import ServiceSpec, service_spec
 from caseloop_dispatch.service_layer.handlers import keeps
-from caseloop_events.consumer import Delivery
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import AssignmentRoute, CaseAcknowledged, CaseAssigned
+from caseloop_events.contracts.envelope import Envelope, EventPayload, Producer
 from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Envelope, EventPayload, Producer
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.testing import causal_chain, publish
-from caseloop_events.topics import ensure_topics
-from caseloop_events.unit_of_work import CaseLogs, UnitOfWork
+from caseloop_events.runtime.consumer import Delivery
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.topics import ensure_topics
+from caseloop_events.runtime.unit_of_work import CaseLogs, UnitOfWork
+from caseloop_events.testing.fixtures import causal_chain, publish
 
 DISPATCH = service_spec("dispatch")
 LOCATION = CaseLocation(

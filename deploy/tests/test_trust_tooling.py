@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from caseloop_deploy.cli import app
 from caseloop_deploy.deadletters import DeadLetter
-from caseloop_events.auth import ApiKeyStore, Role
+from caseloop_events.runtime.auth import ApiKeyStore, Role
 
 
 def test_a_new_key_is_printed_once_and_its_line_admits_it_in_its_role(tmp_path: Path) -> None:

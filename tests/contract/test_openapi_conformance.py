@@ -46,7 +46,7 @@ from schemathesis.schemas import APIOperation, BaseSchema
 
 from caseloop_dispatch.app import create_app as create_dispatch
 from caseloop_dispatch.config import DispatchSettings
-from caseloop_events.clock import ManualClock
+from caseloop_events.contracts.clock import ManualClock
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import (
     AssignmentRoute,
@@ -54,11 +54,11 @@ from caseloop_events.contracts.dispatch import (
     CaseAssigned,
     CaseResultReported,
 )
+from caseloop_events.contracts.envelope import Envelope, EventPayload, Producer
 from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Envelope, EventPayload, Producer
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.testing import causal_chain, development_key_for, eventually, publish
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.testing.fixtures import causal_chain, development_key_for, eventually, publish
 from caseloop_intake.app import create_app as create_intake
 from caseloop_intake.config import IntakeSettings
 from caseloop_supervision.app import create_app as create_supervision

@@ -13,7 +13,7 @@ import httpx
 
 from caseloop_deploy.samples import REPORTS
 from caseloop_deploy.stack import LocalStack
-from caseloop_events.testing import DevelopmentCaller
+from caseloop_events.testing.fixtures import DevelopmentCaller
 
 HAPPY_PATH = [
     "case.accepted",

@@ -26,11 +26,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from caseloop_deploy.stack import SERVICES, LocalStack
-from caseloop_events.auth import key_digest
-from caseloop_events.broker import BrokerKind, free_port
-from caseloop_events.envelope import Producer
-from caseloop_events.testing import publish, read_topic
-from caseloop_events.topics import deadletter_topic, topic_of
+from caseloop_events.contracts.envelope import Producer
+from caseloop_events.runtime.auth import key_digest
+from caseloop_events.runtime.topics import deadletter_topic, topic_of
+from caseloop_events.testing.broker import BrokerKind, free_port
+from caseloop_events.testing.fixtures import publish, read_topic
 from tests.e2e.loop_driver import Endpoints, grid_codes, poll, report_case
 
 pytestmark = pytest.mark.e2e

@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from caseloop_deploy.stack import SERVICES, LocalStack
-from caseloop_events.broker import BrokerKind, free_port
 from caseloop_events.contracts.supervision import CLOCK_AND_NOTICE_EVENTS
+from caseloop_events.testing.broker import BrokerKind, free_port
 from tests.e2e.loop_driver import Endpoints, new_client, poll
 
 pytestmark = pytest.mark.e2e
@@ -156,7 +156,7 @@ async def loop(stack: LocalStack) -> AsyncIterator[Loop]:
 
 
 def answering(category: str) -> list[str]:
-    from caseloop_events.reference import default_reference_dir, load_reference_data
+    from caseloop_events.contracts.reference import default_reference_dir, load_reference_data
 
     reference = load_reference_data(default_reference_dir())
     return [unit.unit_id for unit in reference.units_answering(category, TOWN)]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from caseloop_deploy.stack import SERVICES, LocalStack
-from caseloop_events.broker import BrokerKind, free_port
-from caseloop_events.testing import create_postgres_database, drop_postgres_database
+from caseloop_events.testing.broker import BrokerKind, free_port
+from caseloop_events.testing.fixtures import create_postgres_database, drop_postgres_database
 from tests.e2e.loop_driver import (
     Endpoints,
     assert_timeline_is_the_closed_loop,

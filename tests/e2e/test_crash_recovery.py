@@ -10,10 +10,10 @@ from uuid import UUID
 import pytest
 
 from caseloop_deploy.stack import SERVICES, LocalStack
-from caseloop_events.broker import BrokerKind, free_port
-from caseloop_events.envelope import Producer
-from caseloop_events.testing import read_events
-from caseloop_events.topics import topic_of
+from caseloop_events.contracts.envelope import Producer
+from caseloop_events.runtime.topics import topic_of
+from caseloop_events.testing.broker import BrokerKind, free_port
+from caseloop_events.testing.fixtures import read_events
 from tests.e2e.loop_driver import (
     Endpoints,
     assert_timeline_is_the_closed_loop,

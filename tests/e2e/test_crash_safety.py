@@ -33,10 +33,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from caseloop_deploy.logread import log_reader, partitions_of, read_all
 from caseloop_deploy.stack import SERVICES, LocalStack
-from caseloop_events.broker import BrokerKind, free_port
-from caseloop_events.envelope import Producer
-from caseloop_events.testing import create_postgres_database, drop_postgres_database
-from caseloop_events.topics import topic_of
+from caseloop_events.contracts.envelope import Producer
+from caseloop_events.runtime.topics import topic_of
+from caseloop_events.testing.broker import BrokerKind, free_port
+from caseloop_events.testing.fixtures import create_postgres_database, drop_postgres_database
 from tests.e2e.loop_driver import (
     HAPPY_PATH,
     HAPPY_PATH_CLOCKS,

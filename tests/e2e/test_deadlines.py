@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from caseloop_deploy.stack import SERVICES, LocalStack
-from caseloop_events.broker import BrokerKind, free_port
-from caseloop_events.clock import CLOCK_OFFSET_FILE_ENV, REGION_TIMEZONE, ShiftedClock
-from caseloop_events.reference import default_reference_dir, load_reference_data
+from caseloop_events.contracts.clock import CLOCK_OFFSET_FILE_ENV, REGION_TIMEZONE, ShiftedClock
+from caseloop_events.contracts.reference import default_reference_dir, load_reference_data
+from caseloop_events.testing.broker import BrokerKind, free_port
 from tests.e2e.loop_driver import Endpoints, new_client, poll
 
 pytestmark = pytest.mark.e2e

@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from caseloop_deploy.stack import SERVICES, LocalStack
-from caseloop_events.broker import BrokerKind, free_port
-from caseloop_events.testing import DevelopmentCaller
+from caseloop_events.testing.broker import BrokerKind, free_port
+from caseloop_events.testing.fixtures import DevelopmentCaller
 from tests.e2e.loop_driver import Endpoints, grid_codes, new_client, poll
 
 pytestmark = pytest.mark.e2e

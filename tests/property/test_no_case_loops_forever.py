@@ -19,15 +19,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caseloop_dispatch.domain import model as dispatch
-from caseloop_events.causal import causal_order
+from caseloop_events.contracts.causal import causal_order
 from caseloop_events.contracts.common import CaseStatus, HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import AssignmentRoute, CaseAssigned, CaseReturned
+from caseloop_events.contracts.envelope import (
+    Actor,
+    ActorRole,
+    Envelope,
+    Producer,
+    deterministic_id,
+    event_caused_by,
+    new_event,
+)
+from caseloop_events.contracts.errors import RuleViolation
 from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
+from caseloop_events.contracts.reference import ReferenceData, default_reference_dir, load_reference_data
 from caseloop_events.contracts.supervision import Rating
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, deterministic_id, event_caused_by, new_event
-from caseloop_events.errors import RuleViolation
-from caseloop_events.reference import ReferenceData, default_reference_dir, load_reference_data
 from caseloop_supervision.domain import decisions as supervision
 from caseloop_supervision.domain.model import SupervisedCase
 from caseloop_supervision.domain.model import evolve as supervision_evolve

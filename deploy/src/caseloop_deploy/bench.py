@@ -72,11 +72,11 @@ from caseloop_deploy.replay import replay_service
 from caseloop_deploy.samples import REPORTS
 from caseloop_deploy.services import SERVICE_NAMES, service_spec
 from caseloop_deploy.stack import LocalStack
-from caseloop_events.broker import free_port
-from caseloop_events.consumer import FETCH_WINDOW_MS, Delivery, FetchPacer
-from caseloop_events.envelope import Envelope, Producer
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.testing import DevelopmentCaller
+from caseloop_events.contracts.envelope import Envelope, Producer
+from caseloop_events.runtime.consumer import FETCH_WINDOW_MS, Delivery, FetchPacer
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.testing.broker import free_port
+from caseloop_events.testing.fixtures import DevelopmentCaller
 
 DEFAULT_POSTGRES_URL = os.environ.get(
     "CASELOOP_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

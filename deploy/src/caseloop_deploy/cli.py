@@ -43,10 +43,10 @@ from caseloop_deploy.logread import BrokerStalled, BrokerUnreachable, Position, 
 from caseloop_deploy.replay import replay_service
 from caseloop_deploy.republish import republish_service
 from caseloop_deploy.services import SERVICE_NAMES, ServiceSpec, UnknownService, service_spec
-from caseloop_events.auth import Principal, Role, describe_key_entry, new_api_key
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.personal_data import with_personal_data_masked
-from caseloop_events.timeline import build_timeline, render_text
+from caseloop_events.contracts.timeline import build_timeline, render_text
+from caseloop_events.runtime.auth import Principal, Role, describe_key_entry, new_api_key
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.personal_data import with_personal_data_masked
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from caseloop_events.storage import create_engine
+from caseloop_events.runtime.storage import create_engine
 
 
 class DatabaseUnreachable(RuntimeError):

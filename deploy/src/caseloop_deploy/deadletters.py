@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from caseloop_deploy.logread import log_reader, log_writer, partitions_of, read_all
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.personal_data import mask_payload
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.personal_data import mask_payload
 
 
 class NoSuchDeadLetter(LookupError):

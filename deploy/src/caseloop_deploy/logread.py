@@ -13,8 +13,8 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from pydantic import ValidationError
 
-from caseloop_events.envelope import Envelope, UnknownEventType
-from caseloop_events.kafka import KafkaSettings
+from caseloop_events.contracts.envelope import Envelope, UnknownEventType
+from caseloop_events.runtime.kafka import KafkaSettings
 
 #: A position to read from or to: an offset (the same on every partition), a time, or the end.
 Position = int | datetime | None

@@ -21,10 +21,10 @@ from pydantic import ValidationError
 from caseloop_deploy.databases import DatabaseUnreachable
 from caseloop_deploy.logread import Position, Progress, log_reader, partitions_of, read_range, resolve_offsets
 from caseloop_deploy.services import ServiceSpec
-from caseloop_events.consumer import Delivery, EventHandler
-from caseloop_events.envelope import Envelope, UnknownEventType
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.unit_of_work import CaseLogs, Database
+from caseloop_events.contracts.envelope import Envelope, UnknownEventType
+from caseloop_events.runtime.consumer import Delivery, EventHandler
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.unit_of_work import CaseLogs, Database
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from sqlalchemy import select
 from caseloop_deploy.databases import connected
 from caseloop_deploy.logread import BrokerUnreachable, Progress, log_reader, log_writer, partitions_of, read_all
 from caseloop_deploy.services import ServiceSpec
-from caseloop_events.kafka import KafkaSettings, stored_event_headers
-from caseloop_events.storage import OUTBOX_TABLE
-from caseloop_events.topics import ensure_topics
+from caseloop_events.runtime.kafka import KafkaSettings, stored_event_headers
+from caseloop_events.runtime.storage import OUTBOX_TABLE
+from caseloop_events.runtime.topics import ensure_topics
 
 #: Sends in flight before waiting for the broker's acknowledgements.
 WINDOW = 500

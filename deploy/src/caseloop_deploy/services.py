@@ -11,10 +11,10 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import MetaData
 
-from caseloop_events.clock import SystemClock
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.runtime import ServiceRuntime, ServiceSettings
-from caseloop_events.storage import OUTBOX_TABLE, PERSONAL_DATA_READS_TABLE
+from caseloop_events.contracts.clock import SystemClock
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.service import ServiceRuntime, ServiceSettings
+from caseloop_events.runtime.storage import OUTBOX_TABLE, PERSONAL_DATA_READS_TABLE
 
 SERVICE_NAMES = ("intake", "triage", "dispatch", "supervision")
 

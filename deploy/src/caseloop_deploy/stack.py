@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from caseloop_events.broker import BrokerKind, LocalBroker
+from caseloop_events.testing.broker import BrokerKind, LocalBroker
 
 SERVICES: tuple[str, ...] = ("intake", "triage", "dispatch", "supervision")
 DEFAULT_PORTS: Mapping[str, int] = {"intake": 8001, "triage": 8002, "dispatch": 8003, "supervision": 8004}

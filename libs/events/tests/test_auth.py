@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
-from caseloop_events.auth import (
+from caseloop_events.runtime.auth import (
     ApiKeyStore,
     Authenticator,
     Forbidden,
@@ -31,9 +31,9 @@ from caseloop_events.auth import (
     key_digest,
     new_api_key,
 )
-from caseloop_events.personal_data import mask_name, mask_payload, mask_phone
-from caseloop_events.runtime import ServiceSettings
-from caseloop_events.serve import serve
+from caseloop_events.runtime.personal_data import mask_name, mask_payload, mask_phone
+from caseloop_events.runtime.serve import serve
+from caseloop_events.runtime.service import ServiceSettings
 
 ISSUER, AUDIENCE = "https://idp.example", "caseloop"
 

@@ -17,17 +17,17 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import MetaData
 
-from caseloop_events.broker import BrokerKind, LocalBroker
-from caseloop_events.clock import SystemClock
-from caseloop_events.consumer import Delivery, EventConsumer
+from caseloop_events.contracts.clock import SystemClock
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, Producer, new_event
 from caseloop_events.contracts.supervision import CaseVerified
-from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, new_event
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.outbox import OutboxRelay
-from caseloop_events.storage import define_runtime_tables
-from caseloop_events.testing import eventually, publish, read_topic
-from caseloop_events.topics import ensure_topics
-from caseloop_events.unit_of_work import Database, UnitOfWork
+from caseloop_events.runtime.consumer import Delivery, EventConsumer
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.outbox import OutboxRelay
+from caseloop_events.runtime.storage import define_runtime_tables
+from caseloop_events.runtime.topics import ensure_topics
+from caseloop_events.runtime.unit_of_work import Database, UnitOfWork
+from caseloop_events.testing.broker import BrokerKind, LocalBroker
+from caseloop_events.testing.fixtures import eventually, publish, read_topic
 
 #: noida-db writes its snapshot about once a second; this long after a send, the record is saved.
 SAVED_AFTER = 2.5
@@ -234,7 +234,7 @@ async def test_a_consumer_started_on_a_partition_whose_end_was_lost_and_written_
 def test_a_poison_record_on_the_topic_has_no_event_id_and_does_not_stop_the_relays_check(value: bytes | None) -> None:
     from aiokafka import ConsumerRecord
 
-    from caseloop_events.outbox import record_event_id
+    from caseloop_events.runtime.outbox import record_event_id
 
     record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
         topic="t",

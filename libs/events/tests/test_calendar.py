@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from caseloop_events.calendar import CalendarYear, Duration, HolidaySpan, WorkingCalendar
-from caseloop_events.clock import REGION_TIMEZONE
-from caseloop_events.reference import default_reference_dir, load_reference_data
+from caseloop_events.contracts.calendar import CalendarYear, Duration, HolidaySpan, WorkingCalendar
+from caseloop_events.contracts.clock import REGION_TIMEZONE
+from caseloop_events.contracts.reference import default_reference_dir, load_reference_data
 
 CALENDAR = load_reference_data(default_reference_dir()).calendar
 

@@ -6,9 +6,9 @@ import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from caseloop_events.causal import causal_order
+from caseloop_events.contracts.causal import causal_order
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, EventPayload, new_event
 from caseloop_events.contracts.supervision import CaseClosed, CaseEvaluated, CaseVerified, ClosureReason, Rating
-from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, new_event
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 CASE = uuid.uuid4()

@@ -10,14 +10,14 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import ValidationError
 
-from caseloop_events.envelope import (
+from caseloop_events.contracts.envelope import (
     Envelope,
     EventPayload,
     Producer,
     register_upcaster,
     registered_payloads,
 )
-from caseloop_events.schema import SAMPLE_PAYLOADS, envelope_schema, file_stem, sample_event
+from caseloop_events.contracts.schema import SAMPLE_PAYLOADS, envelope_schema, file_stem, sample_event
 
 PACKAGE = Path(__file__).resolve().parents[1]
 GOLDEN = PACKAGE / "golden"
@@ -131,8 +131,8 @@ def test_an_event_written_before_actors_named_their_authenticated_caller_still_d
 
 
 def test_an_act_made_during_a_request_names_the_authenticated_caller_but_a_rule_does_not() -> None:
+    from caseloop_events.contracts.envelope import ACTING_SUBJECT, Actor, ActorRole, Producer, new_event
     from caseloop_events.contracts.supervision import CaseUrged
-    from caseloop_events.envelope import ACTING_SUBJECT, Actor, ActorRole, Producer, new_event
 
     sample = Envelope.model_validate(golden("case.urged"))
     token = ACTING_SUBJECT.set("key-supervisor-town-3")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, new_event
+from caseloop_events.contracts.folding import Folder
 from caseloop_events.contracts.supervision import CaseVerified
-from caseloop_events.envelope import Actor, ActorRole, Envelope, new_event
-from caseloop_events.folding import Folder
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 

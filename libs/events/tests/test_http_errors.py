@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from caseloop_events.http import PROBLEM_JSON, RETRY_AFTER_SECONDS, install_error_handlers
+from caseloop_events.runtime.http import PROBLEM_JSON, RETRY_AFTER_SECONDS, install_error_handlers
 
 
 class _Deadlock(Exception):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from caseloop_events.reference import (
+from caseloop_events.contracts.reference import (
     REFERENCE_DIR_ENV,
     Duration,
     ReferenceData,

@@ -13,16 +13,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import MetaData, func, select
 
-from caseloop_events.clock import SystemClock
-from caseloop_events.consumer import HANDLER_ATTEMPTS, Delivery, EventConsumer
+from caseloop_events.contracts.clock import SystemClock
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, Producer, new_event
 from caseloop_events.contracts.supervision import CaseVerified
-from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, new_event
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.outbox import OutboxRelay
-from caseloop_events.storage import define_runtime_tables
-from caseloop_events.testing import publish, read_events, read_topic
-from caseloop_events.topics import ensure_topics
-from caseloop_events.unit_of_work import Database, UnitOfWork
+from caseloop_events.runtime.consumer import HANDLER_ATTEMPTS, Delivery, EventConsumer
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.outbox import OutboxRelay
+from caseloop_events.runtime.storage import define_runtime_tables
+from caseloop_events.runtime.topics import ensure_topics
+from caseloop_events.runtime.unit_of_work import Database, UnitOfWork
+from caseloop_events.testing.fixtures import publish, read_events, read_topic
 
 
 def a_verified_event(case_id: uuid.UUID | None = None) -> Envelope:
@@ -202,7 +202,7 @@ async def test_an_event_its_handler_always_refuses_is_dead_lettered_and_the_rest
 def test_a_poison_report_is_described_without_the_reporters_data() -> None:
     from pydantic import ValidationError
 
-    from caseloop_events.consumer import error_without_values
+    from caseloop_events.runtime.consumer import error_without_values
 
     poison = json.dumps({"event_id": "not-a-uuid", "reporter": {"name": "王五", "phone": "13900000000"}})
     with pytest.raises(ValidationError) as raised:

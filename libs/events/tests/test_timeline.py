@@ -10,6 +10,7 @@ import pytest
 
 from caseloop_events.contracts.common import CaseStatus, HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import AssignmentRoute, CaseAcknowledged, CaseAssigned, CaseResultReported
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, EventPayload, new_event
 from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
 from caseloop_events.contracts.supervision import (
     CaseClosed,
@@ -21,10 +22,9 @@ from caseloop_events.contracts.supervision import (
     ClosureReason,
     Rating,
 )
+from caseloop_events.contracts.timeline import Stage, StageDuration, build_timeline, human_duration, render_text
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, new_event
-from caseloop_events.testing import causal_chain
-from caseloop_events.timeline import Stage, StageDuration, build_timeline, human_duration, render_text
+from caseloop_events.testing.fixtures import causal_chain
 
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 STEP = timedelta(minutes=12, seconds=5)

@@ -12,12 +12,12 @@ from sqlalchemy import MetaData, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from caseloop_events.clock import SystemClock
-from caseloop_events.consumer import is_transient
+from caseloop_events.contracts.clock import SystemClock
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, new_event
 from caseloop_events.contracts.supervision import CaseVerified
-from caseloop_events.envelope import Actor, ActorRole, Envelope, new_event
-from caseloop_events.storage import define_runtime_tables, insert_row_ignoring_duplicates
-from caseloop_events.unit_of_work import CaseLogs, Database
+from caseloop_events.runtime.consumer import is_transient
+from caseloop_events.runtime.storage import define_runtime_tables, insert_row_ignoring_duplicates
+from caseloop_events.runtime.unit_of_work import CaseLogs, Database
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 

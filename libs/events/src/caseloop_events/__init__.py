@@ -1,6 +1,6 @@
-"""caseloop's public event contracts and the runtime every service shares.
+"""caseloop's shared library, in three parts (docs/adr/0013):
 
-Contracts (envelope, payload models, registry) are the only thing services share about
-each other; the runtime (outbox relay, consumer, case log, topic admin, broker launcher)
-is shared code so that all four services keep the same delivery guarantees.
+- ``caseloop_events.contracts``: the event contracts and the shared kernel of the loop; no runtime imports;
+- ``caseloop_events.runtime``: what every service is built from (storage, consumer, relay, HTTP, auth);
+- ``caseloop_events.testing``: fixtures, fakes and the local brokers, for tests and development only.
 """

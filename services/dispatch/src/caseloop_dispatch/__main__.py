@@ -2,7 +2,7 @@
 
 from caseloop_dispatch.app import create_app
 from caseloop_dispatch.config import DispatchSettings
-from caseloop_events.serve import serve
+from caseloop_events.runtime.serve import serve
 
 
 def main() -> None:

@@ -12,14 +12,14 @@ from caseloop_dispatch.domain.model import DisputeLimits
 from caseloop_dispatch.entrypoints.http import router
 from caseloop_dispatch.service_layer import handlers
 from caseloop_dispatch.service_layer.handlers import DispatchServices
-from caseloop_events.clock import Clock, clock_from_environment
-from caseloop_events.envelope import Producer
-from caseloop_events.http import service_app
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.personal_data import audit_router
-from caseloop_events.reference import default_reference_dir, load_reference_data
-from caseloop_events.runtime import ServiceRuntime
-from caseloop_events.unit_of_work import Database
+from caseloop_events.contracts.clock import Clock, clock_from_environment
+from caseloop_events.contracts.envelope import Producer
+from caseloop_events.contracts.reference import default_reference_dir, load_reference_data
+from caseloop_events.runtime.http import service_app
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.personal_data import audit_router
+from caseloop_events.runtime.service import ServiceRuntime
+from caseloop_events.runtime.unit_of_work import Database
 
 
 def create_app(

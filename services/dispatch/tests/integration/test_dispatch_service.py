@@ -21,12 +21,20 @@ from caseloop_events.contracts.dispatch import (
     CaseResultReported,
     CaseReturned,
 )
+from caseloop_events.contracts.envelope import (
+    Actor,
+    ActorRole,
+    Envelope,
+    Producer,
+    deterministic_id,
+    event_caused_by,
+    new_event,
+)
 from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
 from caseloop_events.contracts.supervision import CaseReopened
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, deterministic_id, event_caused_by, new_event
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.testing import DevelopmentCaller, publish, read_events
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.testing.fixtures import DevelopmentCaller, publish, read_events
 
 GRID = "3301100010010101"
 TOWN = GRID[:9]

@@ -19,13 +19,10 @@ from caseloop_dispatch.domain.model import (
     report_result,
     route,
 )
-from caseloop_events.causal import causal_order
+from caseloop_events.contracts.causal import causal_order
 from caseloop_events.contracts.common import CaseStatus, HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import AssignmentRoute, CaseAcknowledged, CaseAssigned, CaseResultReported
-from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
-from caseloop_events.contracts.supervision import CaseClosed, CaseVerificationFailed, ClosureReason
-from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import (
+from caseloop_events.contracts.envelope import (
     Actor,
     ActorRole,
     Envelope,
@@ -34,8 +31,11 @@ from caseloop_events.envelope import (
     event_caused_by,
     new_event,
 )
-from caseloop_events.errors import CaseNotFound
-from caseloop_events.reference import ReferenceData, default_reference_dir, load_reference_data
+from caseloop_events.contracts.errors import CaseNotFound
+from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
+from caseloop_events.contracts.reference import ReferenceData, default_reference_dir, load_reference_data
+from caseloop_events.contracts.supervision import CaseClosed, CaseVerificationFailed, ClosureReason
+from caseloop_events.contracts.triage import CaseJudged, JudgedBy
 
 REFERENCE: ReferenceData = load_reference_data(default_reference_dir())
 GRID = "3301100010010101"

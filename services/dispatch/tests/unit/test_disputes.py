@@ -34,7 +34,7 @@ from caseloop_dispatch.domain.model import (
     return_case,
     transfer_case,
 )
-from caseloop_events.causal import causal_order
+from caseloop_events.contracts.causal import causal_order
 from caseloop_events.contracts.common import CaseStatus, HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import (
     AssignmentRoute,
@@ -43,16 +43,7 @@ from caseloop_events.contracts.dispatch import (
     CaseTransferred,
     ExtensionRequested,
 )
-from caseloop_events.contracts.intake import (
-    CaseAccepted,
-    CaseLinkedAsDuplicate,
-    CaseLocation,
-    CasesMerged,
-    CaseUnmerged,
-)
-from caseloop_events.contracts.supervision import CaseReopened, CaseVerificationFailed, ExtensionDecided
-from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import (
+from caseloop_events.contracts.envelope import (
     Actor,
     ActorRole,
     Envelope,
@@ -63,13 +54,22 @@ from caseloop_events.envelope import (
     event_caused_by,
     new_event,
 )
-from caseloop_events.errors import InvalidInput
-from caseloop_events.reference import (
+from caseloop_events.contracts.errors import InvalidInput
+from caseloop_events.contracts.intake import (
+    CaseAccepted,
+    CaseLinkedAsDuplicate,
+    CaseLocation,
+    CasesMerged,
+    CaseUnmerged,
+)
+from caseloop_events.contracts.reference import (
     DISTRICT_COMMAND_UNIT_ID,
     ReferenceData,
     default_reference_dir,
     load_reference_data,
 )
+from caseloop_events.contracts.supervision import CaseReopened, CaseVerificationFailed, ExtensionDecided
+from caseloop_events.contracts.triage import CaseJudged, JudgedBy
 
 REFERENCE: ReferenceData = load_reference_data(default_reference_dir())
 LIMITS = DisputeLimits(returns=2, transfers=3, reworks=2, reopenings=2)

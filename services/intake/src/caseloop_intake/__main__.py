@@ -1,6 +1,6 @@
 """``python -m caseloop_intake``: serve intake's API."""
 
-from caseloop_events.serve import serve
+from caseloop_events.runtime.serve import serve
 from caseloop_intake.app import create_app
 from caseloop_intake.config import IntakeSettings
 

@@ -15,7 +15,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from caseloop_events.clock import ManualClock
+from caseloop_events.contracts.clock import ManualClock
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, EventPayload, Producer, new_event
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -25,10 +26,9 @@ from caseloop_events.contracts.intake import (
     RejectionReason,
 )
 from caseloop_events.contracts.supervision import CaseClosed, CaseReopened, CaseVerified, ClosureReason
-from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, Producer, new_event
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.runtime import ServiceRuntime
-from caseloop_events.testing import DevelopmentCaller, eventually, publish, read_events
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.service import ServiceRuntime
+from caseloop_events.testing.fixtures import DevelopmentCaller, eventually, publish, read_events
 from caseloop_intake.app import create_app
 from caseloop_intake.config import IntakeSettings
 from caseloop_intake.service_layer import idempotency

@@ -9,8 +9,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from caseloop_events.causal import causal_order
+from caseloop_events.contracts.causal import causal_order
 from caseloop_events.contracts.common import CaseStatus
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, Producer, deterministic_id, event_caused_by
+from caseloop_events.contracts.errors import CaseNotFound, InvalidInput, NotFound
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -20,10 +22,8 @@ from caseloop_events.contracts.intake import (
     CaseUnmerged,
     RejectionReason,
 )
+from caseloop_events.contracts.reference import ReferenceData, default_reference_dir, load_reference_data
 from caseloop_events.contracts.supervision import CaseClosed, CaseReopened, ClosureReason
-from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, deterministic_id, event_caused_by
-from caseloop_events.errors import CaseNotFound, InvalidInput, NotFound
-from caseloop_events.reference import ReferenceData, default_reference_dir, load_reference_data
 from caseloop_intake.config import IntakeSettings
 from caseloop_intake.domain.model import (
     GRID_SCREENING_SOURCE,

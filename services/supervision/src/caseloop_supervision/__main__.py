@@ -1,6 +1,6 @@
 """``python -m caseloop_supervision``: serve supervision's API."""
 
-from caseloop_events.serve import serve
+from caseloop_events.runtime.serve import serve
 from caseloop_supervision.app import create_app
 from caseloop_supervision.config import SupervisionSettings
 

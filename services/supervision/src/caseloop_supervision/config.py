@@ -6,7 +6,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from caseloop_events.runtime import ServiceSettings
+from caseloop_events.runtime.service import ServiceSettings
 from caseloop_supervision.domain.feedback import FeedbackPolicy
 
 

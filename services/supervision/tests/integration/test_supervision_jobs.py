@@ -14,8 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from caseloop_events.clock import ManualClock
-from caseloop_events.consumer import Delivery
+from caseloop_events.contracts.clock import ManualClock
 from caseloop_events.contracts.common import CaseStatus, HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import (
     AssignmentRoute,
@@ -24,6 +23,7 @@ from caseloop_events.contracts.dispatch import (
     CaseResultReported,
     CaseReturned,
 )
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, EventPayload, deterministic_id, new_event
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -31,6 +31,7 @@ from caseloop_events.contracts.intake import (
     CasesMerged,
     CaseUnmerged,
 )
+from caseloop_events.contracts.reference import default_reference_dir, load_reference_data
 from caseloop_events.contracts.supervision import (
     CLOCK_AND_NOTICE_EVENTS,
     CaseClosed,
@@ -43,10 +44,9 @@ from caseloop_events.contracts.supervision import (
     region_stream_id,
 )
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, deterministic_id, new_event
-from caseloop_events.reference import default_reference_dir, load_reference_data
-from caseloop_events.testing import causal_chain
-from caseloop_events.unit_of_work import Database
+from caseloop_events.runtime.consumer import Delivery
+from caseloop_events.runtime.unit_of_work import Database
+from caseloop_events.testing.fixtures import causal_chain
 from caseloop_supervision.adapters.tables import feedback_deliveries, runtime_tables
 from caseloop_supervision.domain.clocks import ClockRules
 from caseloop_supervision.domain.decisions import EvaluateHandling, VerifyResult

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from caseloop_events.clock import ManualClock
+from caseloop_events.contracts.clock import ManualClock
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import (
     AssignmentRoute,
@@ -27,12 +27,12 @@ from caseloop_events.contracts.dispatch import (
     CaseResultReported,
     CaseReturned,
 )
+from caseloop_events.contracts.envelope import Envelope, EventPayload, Producer, deterministic_id, event_answering
 from caseloop_events.contracts.intake import CaseAccepted, CaseLinkedAsDuplicate, CaseLocation
 from caseloop_events.contracts.supervision import CLOCK_AND_NOTICE_EVENTS, FeedbackDelivered, FeedbackFailed
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Envelope, EventPayload, Producer, deterministic_id, event_answering
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.testing import DevelopmentCaller, causal_chain, eventually, publish, read_events
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.testing.fixtures import DevelopmentCaller, causal_chain, eventually, publish, read_events
 from caseloop_supervision.app import create_app
 from caseloop_supervision.config import SupervisionSettings
 

@@ -11,8 +11,8 @@ from contextlib import suppress
 import httpx
 import pytest
 
-from caseloop_events.reference import default_reference_dir, load_reference_data
-from caseloop_events.testing import eventually
+from caseloop_events.contracts.reference import default_reference_dir, load_reference_data
+from caseloop_events.testing.fixtures import eventually
 from caseloop_supervision.adapters.callbacks import post_feedback
 from caseloop_supervision.app import warn_about_the_calendar
 from caseloop_supervision.service_layer import jobs

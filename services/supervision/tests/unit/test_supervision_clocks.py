@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from caseloop_events.causal import causal_order
+from caseloop_events.contracts.causal import causal_order
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import (
     AssignmentRoute,
@@ -22,7 +22,10 @@ from caseloop_events.contracts.dispatch import (
     CaseReturned,
     ExtensionRequested,
 )
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, EventPayload, new_event
+from caseloop_events.contracts.errors import InvalidInput
 from caseloop_events.contracts.intake import CaseAccepted, CaseLocation, CasesMerged, CaseUnmerged
+from caseloop_events.contracts.reference import default_reference_dir, load_reference_data
 from caseloop_events.contracts.supervision import (
     CaseClosed,
     CaseEvaluated,
@@ -45,9 +48,6 @@ from caseloop_events.contracts.supervision import (
     region_stream_id,
 )
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, new_event
-from caseloop_events.errors import InvalidInput
-from caseloop_events.reference import default_reference_dir, load_reference_data
 from caseloop_supervision.domain.clocks import (
     CaseNotOpen,
     ClockRules,

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from caseloop_events.causal import causal_order
+from caseloop_events.contracts.causal import causal_order
 from caseloop_events.contracts.common import CaseStatus, HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import AssignmentRoute, CaseAcknowledged, CaseAssigned, CaseResultReported
+from caseloop_events.contracts.envelope import ActorRole, Envelope, EventPayload, Producer, deterministic_id
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -29,8 +30,7 @@ from caseloop_events.contracts.supervision import (
     Rating,
 )
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import ActorRole, Envelope, EventPayload, Producer, deterministic_id
-from caseloop_events.testing import causal_chain
+from caseloop_events.testing.fixtures import causal_chain
 from caseloop_supervision.domain.decisions import (
     EvaluateHandling,
     NotAwaitingEvaluation,

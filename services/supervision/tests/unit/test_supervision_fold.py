@@ -14,6 +14,7 @@ from caseloop_events.contracts.dispatch import (
     CaseReturned,
     CaseTransferred,
 )
+from caseloop_events.contracts.envelope import Envelope, EventPayload
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -35,8 +36,7 @@ from caseloop_events.contracts.supervision import (
     Rating,
 )
 from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview, JudgedBy
-from caseloop_events.envelope import Envelope, EventPayload
-from caseloop_events.testing import causal_chain
+from caseloop_events.testing.fixtures import causal_chain
 from caseloop_supervision.domain.model import (
     CaseRef,
     FeedbackState,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
-from caseloop_events.causal import causal_order
-from caseloop_events.clock import REGION_TIMEZONE
+from caseloop_events.contracts.causal import causal_order
+from caseloop_events.contracts.clock import REGION_TIMEZONE
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import (
     AssignmentRoute,
@@ -15,6 +15,7 @@ from caseloop_events.contracts.dispatch import (
     CaseResultReported,
     CaseReturned,
 )
+from caseloop_events.contracts.envelope import Envelope, EventPayload
 from caseloop_events.contracts.intake import CaseAccepted, CaseLinkedAsDuplicate, CaseLocation
 from caseloop_events.contracts.supervision import (
     CaseClosed,
@@ -27,8 +28,7 @@ from caseloop_events.contracts.supervision import (
     SupervisionNoticeIssued,
 )
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Envelope, EventPayload
-from caseloop_events.testing import causal_chain
+from caseloop_events.testing.fixtures import causal_chain
 from caseloop_supervision.domain.model import fold
 from caseloop_supervision.domain.report import daily_report
 

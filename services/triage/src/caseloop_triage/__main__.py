@@ -1,6 +1,6 @@
 """``python -m caseloop_triage``: serve triage's API."""
 
-from caseloop_events.serve import serve
+from caseloop_events.runtime.serve import serve
 from caseloop_triage.app import create_app
 from caseloop_triage.config import TriageSettings
 

@@ -6,14 +6,14 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from caseloop_events.clock import Clock, clock_from_environment
-from caseloop_events.envelope import Producer
-from caseloop_events.http import service_app
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.personal_data import audit_router
-from caseloop_events.reference import default_reference_dir, load_reference_data
-from caseloop_events.runtime import ServiceRuntime
-from caseloop_events.unit_of_work import Database
+from caseloop_events.contracts.clock import Clock, clock_from_environment
+from caseloop_events.contracts.envelope import Producer
+from caseloop_events.contracts.reference import default_reference_dir, load_reference_data
+from caseloop_events.runtime.http import service_app
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.personal_data import audit_router
+from caseloop_events.runtime.service import ServiceRuntime
+from caseloop_events.runtime.unit_of_work import Database
 from caseloop_triage.adapters.tables import runtime_tables
 from caseloop_triage.config import TriageSettings
 from caseloop_triage.entrypoints.http import router

@@ -16,7 +16,16 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from caseloop_events.clock import ManualClock
+from caseloop_events.contracts.clock import ManualClock
+from caseloop_events.contracts.envelope import (
+    Actor,
+    ActorRole,
+    Envelope,
+    EventPayload,
+    Producer,
+    event_caused_by,
+    new_event,
+)
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -29,10 +38,9 @@ from caseloop_events.contracts.intake import (
 )
 from caseloop_events.contracts.supervision import CaseClosed, CaseVerified, ClosureReason
 from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview
-from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, Producer, event_caused_by, new_event
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.runtime import ServiceRuntime
-from caseloop_events.testing import DevelopmentCaller, eventually, publish, read_events, read_topic
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.service import ServiceRuntime
+from caseloop_events.testing.fixtures import DevelopmentCaller, eventually, publish, read_events, read_topic
 from caseloop_triage.app import create_app
 from caseloop_triage.config import TriageSettings
 

@@ -8,8 +8,8 @@ import pytest
 
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
 from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
+from caseloop_events.contracts.reference import ReferenceData, default_reference_dir, load_reference_data
 from caseloop_events.contracts.triage import JudgedBy, RuleHit
-from caseloop_events.reference import ReferenceData, default_reference_dir, load_reference_data
 from caseloop_triage.domain.judgment import judge
 
 GRID = "3301100010010101"

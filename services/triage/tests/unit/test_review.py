@@ -8,8 +8,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from caseloop_events.causal import causal_order
+from caseloop_events.contracts.causal import causal_order
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
+from caseloop_events.contracts.envelope import (
+    Actor,
+    ActorRole,
+    Envelope,
+    EventPayload,
+    Producer,
+    deterministic_id,
+    event_caused_by,
+    new_event,
+)
+from caseloop_events.contracts.errors import CaseNotFound, InvalidInput, RuleViolation
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -20,20 +31,9 @@ from caseloop_events.contracts.intake import (
     CaseUnmerged,
     RejectionReason,
 )
+from caseloop_events.contracts.reference import ReferenceData, default_reference_dir, load_reference_data
 from caseloop_events.contracts.supervision import CaseClosed, CaseReopened, ClosureReason
 from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview, JudgedBy
-from caseloop_events.envelope import (
-    Actor,
-    ActorRole,
-    Envelope,
-    EventPayload,
-    Producer,
-    deterministic_id,
-    event_caused_by,
-    new_event,
-)
-from caseloop_events.errors import CaseNotFound, InvalidInput, RuleViolation
-from caseloop_events.reference import ReferenceData, default_reference_dir, load_reference_data
 from caseloop_triage.domain.judgment import (
     OFFICER_RULE_ID,
     OfficerChoice,

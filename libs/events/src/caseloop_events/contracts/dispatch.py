@@ -5,7 +5,7 @@ from typing import ClassVar
 
 from pydantic import AwareDatetime, Field
 
-from caseloop_events.envelope import EventPayload, Producer
+from caseloop_events.contracts.envelope import EventPayload, Producer
 
 
 class AssignmentRoute(StrEnum):

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from caseloop_events.envelope import EventPayload, FrozenModel, Producer
+from caseloop_events.contracts.envelope import EventPayload, FrozenModel, Producer
 
 
 class CaseLocation(FrozenModel):

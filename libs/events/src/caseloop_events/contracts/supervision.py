@@ -6,7 +6,7 @@ from uuid import UUID, uuid5
 
 from pydantic import AwareDatetime, Field
 
-from caseloop_events.envelope import EventPayload, Producer
+from caseloop_events.contracts.envelope import EventPayload, Producer
 
 
 class CaseVerified(EventPayload):

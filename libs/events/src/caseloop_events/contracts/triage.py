@@ -7,7 +7,7 @@ from uuid import UUID
 from pydantic import Field
 
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
-from caseloop_events.envelope import EventPayload, FrozenModel, Producer
+from caseloop_events.contracts.envelope import EventPayload, FrozenModel, Producer
 
 
 class RuleHit(FrozenModel):

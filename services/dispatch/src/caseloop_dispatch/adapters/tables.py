@@ -2,7 +2,7 @@
 
 from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, Text
 
-from caseloop_events.storage import RUNTIME_PROJECTIONS, UtcDateTime, define_runtime_tables
+from caseloop_events.runtime.storage import RUNTIME_PROJECTIONS, UtcDateTime, define_runtime_tables
 
 metadata = MetaData()
 

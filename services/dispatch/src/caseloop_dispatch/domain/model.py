@@ -20,14 +20,14 @@ from caseloop_events.contracts.dispatch import (
     CaseTransferred,
     ExtensionRequested,
 )
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, Producer, event_answering, event_caused_by
+from caseloop_events.contracts.errors import CaseNotFound, InvalidInput, RuleViolation
+from caseloop_events.contracts.folding import Folder
 from caseloop_events.contracts.intake import CaseReport
+from caseloop_events.contracts.lifecycle import CaseProgress, progress
+from caseloop_events.contracts.reference import DISTRICT_COMMAND_UNIT_ID, ReferenceData, Unit
 from caseloop_events.contracts.supervision import CaseReopened, CaseVerificationFailed, ExtensionDecided
 from caseloop_events.contracts.triage import CaseJudged
-from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, event_answering, event_caused_by
-from caseloop_events.errors import CaseNotFound, InvalidInput, RuleViolation
-from caseloop_events.folding import Folder
-from caseloop_events.lifecycle import CaseProgress, progress
-from caseloop_events.reference import DISTRICT_COMMAND_UNIT_ID, ReferenceData, Unit
 
 
 class NotAssignedToThisUnit(RuleViolation):
@@ -301,7 +301,7 @@ _folder = Folder(DispatchCase, evolve)
 
 def fold(case_id: UUID, events: Iterable[Envelope]) -> DispatchCase:
     """The case's state from its events, which must come in causal order (the events an earlier
-    fold of the case saw are not folded again: ``caseloop_events.folding``)."""
+    fold of the case saw are not folded again: ``caseloop_events.contracts.folding``)."""
     return _folder(case_id, events)
 
 

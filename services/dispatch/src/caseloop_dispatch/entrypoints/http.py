@@ -27,9 +27,9 @@ from caseloop_dispatch.entrypoints.schemas import (
 from caseloop_dispatch.service_layer import handlers, views
 from caseloop_dispatch.service_layer.handlers import DispatchServices
 from caseloop_dispatch.service_layer.views import AssignmentView, InboxPage
-from caseloop_events.auth import Forbidden, Principal, Role, admits
 from caseloop_events.contracts.common import CaseStatus
-from caseloop_events.http import CorrelationId, PageOffset
+from caseloop_events.runtime.auth import Forbidden, Principal, Role, admits
+from caseloop_events.runtime.http import CorrelationId, PageOffset
 
 
 def get_services(request: Request) -> DispatchServices:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from caseloop_events.http import IsoDateTime, RequestBody
+from caseloop_events.runtime.http import IsoDateTime, RequestBody
 
 UnitId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 PersonId = Annotated[str, StringConstraints(min_length=1, max_length=64)]

@@ -26,15 +26,15 @@ from caseloop_dispatch.domain.model import (
     transfer_case,
 )
 from caseloop_dispatch.service_layer.views import AssignmentView, row_of, view_of
-from caseloop_events.causal import causal_order
-from caseloop_events.clock import Clock
-from caseloop_events.consumer import Delivery
+from caseloop_events.contracts.causal import causal_order
+from caseloop_events.contracts.clock import Clock
+from caseloop_events.contracts.envelope import Envelope
+from caseloop_events.contracts.errors import InvalidInput
+from caseloop_events.contracts.reference import ReferenceData
 from caseloop_events.contracts.supervision import CLOCK_AND_NOTICE_EVENTS
-from caseloop_events.envelope import Envelope
-from caseloop_events.errors import InvalidInput
-from caseloop_events.reference import ReferenceData
-from caseloop_events.storage import upsert_row
-from caseloop_events.unit_of_work import Database, UnitOfWork
+from caseloop_events.runtime.consumer import Delivery
+from caseloop_events.runtime.storage import upsert_row
+from caseloop_events.runtime.unit_of_work import Database, UnitOfWork
 
 
 @dataclass(frozen=True)

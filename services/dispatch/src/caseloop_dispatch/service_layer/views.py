@@ -13,9 +13,9 @@ from caseloop_dispatch.adapters.tables import assignments
 from caseloop_dispatch.domain.model import DispatchCase
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.dispatch import AssignmentRoute
-from caseloop_events.errors import NotFound
-from caseloop_events.reference import ReferenceData
-from caseloop_events.unit_of_work import Database
+from caseloop_events.contracts.errors import NotFound
+from caseloop_events.contracts.reference import ReferenceData
+from caseloop_events.runtime.unit_of_work import Database
 
 
 class AssignmentView(BaseModel):

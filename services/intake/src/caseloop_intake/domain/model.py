@@ -8,8 +8,20 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from caseloop_events.clock import REGION_TIMEZONE
+from caseloop_events.contracts.clock import REGION_TIMEZONE
 from caseloop_events.contracts.common import CaseStatus
+from caseloop_events.contracts.envelope import (
+    CASELOOP_NAMESPACE,
+    Actor,
+    ActorRole,
+    Envelope,
+    deterministic_id,
+    event_answering,
+    event_caused_by,
+    new_event,
+)
+from caseloop_events.contracts.errors import CaseNotFound, InvalidInput, NotFound, RuleViolation
+from caseloop_events.contracts.folding import Folder
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -21,20 +33,8 @@ from caseloop_events.contracts.intake import (
     RejectionReason,
     Reporter,
 )
+from caseloop_events.contracts.reference import GridPlace, ReferenceData
 from caseloop_events.contracts.supervision import CaseClosed, CaseReopened
-from caseloop_events.envelope import (
-    CASELOOP_NAMESPACE,
-    Actor,
-    ActorRole,
-    Envelope,
-    deterministic_id,
-    event_answering,
-    event_caused_by,
-    new_event,
-)
-from caseloop_events.errors import CaseNotFound, InvalidInput, NotFound, RuleViolation
-from caseloop_events.folding import Folder
-from caseloop_events.reference import GridPlace, ReferenceData
 from caseloop_intake.domain.screening import ScreeningRules, dice_similarity, screening_marker_in, why_not_actionable
 
 #: The source system of the cases grid workers raise on their daily screening rounds.
@@ -287,7 +287,7 @@ _folder = Folder(IntakeCase, evolve)
 
 def fold(case_id: uuid.UUID, events: Iterable[Envelope]) -> IntakeCase:
     """The case's state from its events, which must come in causal order (the events an earlier
-    fold of the case saw are not folded again: ``caseloop_events.folding``)."""
+    fold of the case saw are not folded again: ``caseloop_events.contracts.folding``)."""
     return _folder(case_id, events)
 
 

@@ -9,11 +9,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from caseloop_events.auth import Principal, Role, admits
+from caseloop_events.contracts.envelope import Actor, ActorRole
 from caseloop_events.contracts.intake import Reporter
-from caseloop_events.envelope import Actor, ActorRole
-from caseloop_events.http import CorrelationId, PageOffset
-from caseloop_events.personal_data import masked_reporter, may_see_personal_data, record_read
+from caseloop_events.runtime.auth import Principal, Role, admits
+from caseloop_events.runtime.http import CorrelationId, PageOffset
+from caseloop_events.runtime.personal_data import masked_reporter, may_see_personal_data, record_read
 from caseloop_intake.domain.model import (
     GRID_SCREENING_SOURCE,
     Hazard,

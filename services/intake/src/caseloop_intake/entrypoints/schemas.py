@@ -10,7 +10,7 @@ from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, Field, StringConstrai
 
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.intake import CaseLocation, RejectionReason, Reporter
-from caseloop_events.http import IsoDate, IsoDateTime, RequestBody
+from caseloop_events.runtime.http import IsoDate, IsoDateTime, RequestBody
 
 
 class LocationIn(RequestBody):

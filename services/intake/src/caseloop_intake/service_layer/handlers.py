@@ -10,15 +10,15 @@ from uuid import UUID
 
 from sqlalchemy import select, update
 
-from caseloop_events.clock import Clock
-from caseloop_events.consumer import Delivery
+from caseloop_events.contracts.clock import Clock
 from caseloop_events.contracts.common import CaseStatus
+from caseloop_events.contracts.envelope import Envelope, Producer
+from caseloop_events.contracts.errors import CaseNotFound, InvalidInput
+from caseloop_events.contracts.reference import ReferenceData
 from caseloop_events.contracts.supervision import CaseClosed, CaseReopened
-from caseloop_events.envelope import Envelope, Producer
-from caseloop_events.errors import CaseNotFound, InvalidInput
-from caseloop_events.reference import ReferenceData
-from caseloop_events.storage import dialect_insert, insert_row_ignoring_duplicates, upsert_row
-from caseloop_events.unit_of_work import Database, UnitOfWork
+from caseloop_events.runtime.consumer import Delivery
+from caseloop_events.runtime.storage import dialect_insert, insert_row_ignoring_duplicates, upsert_row
+from caseloop_events.runtime.unit_of_work import Database, UnitOfWork
 from caseloop_intake.adapters.tables import case_number_counter, cases
 from caseloop_intake.domain.model import (
     EarlierCase,

@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from caseloop_events.errors import InvalidInput, RuleViolation
-from caseloop_events.storage import dialect_insert, insert_row_ignoring_duplicates
-from caseloop_events.unit_of_work import Database
+from caseloop_events.contracts.errors import InvalidInput, RuleViolation
+from caseloop_events.runtime.storage import dialect_insert, insert_row_ignoring_duplicates
+from caseloop_events.runtime.unit_of_work import Database
 from caseloop_intake.adapters.tables import idempotency_keys
 
 #: A request under a key that has not answered within this time is taken to have died with its

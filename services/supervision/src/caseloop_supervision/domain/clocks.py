@@ -20,8 +20,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from caseloop_events.calendar import Duration
+from caseloop_events.contracts.calendar import Duration
 from caseloop_events.contracts.common import CaseStatus
+from caseloop_events.contracts.envelope import (
+    Actor,
+    ActorRole,
+    Envelope,
+    EventPayload,
+    deterministic_id,
+    event_answering,
+    event_caused_by,
+    new_event,
+)
+from caseloop_events.contracts.errors import InvalidInput, RuleViolation
+from caseloop_events.contracts.reference import ReferenceData
 from caseloop_events.contracts.supervision import (
     CaseUrged,
     ClockKind,
@@ -33,18 +45,6 @@ from caseloop_events.contracts.supervision import (
     SlaProfileChanged,
     SupervisionNoticeIssued,
 )
-from caseloop_events.envelope import (
-    Actor,
-    ActorRole,
-    Envelope,
-    EventPayload,
-    deterministic_id,
-    event_answering,
-    event_caused_by,
-    new_event,
-)
-from caseloop_events.errors import InvalidInput, RuleViolation
-from caseloop_events.reference import ReferenceData
 from caseloop_supervision.domain.decisions import SUPERVISION
 from caseloop_supervision.domain.model import CaseClock, SupervisedCase, evolve
 

@@ -7,16 +7,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from caseloop_events.contracts.common import CaseStatus
-from caseloop_events.contracts.supervision import (
-    CaseClosed,
-    CaseEvaluated,
-    CaseReopened,
-    CaseVerificationFailed,
-    CaseVerified,
-    ClosureReason,
-    Rating,
-)
-from caseloop_events.envelope import (
+from caseloop_events.contracts.envelope import (
     Actor,
     ActorRole,
     Envelope,
@@ -26,7 +17,16 @@ from caseloop_events.envelope import (
     event_caused_by,
     new_event,
 )
-from caseloop_events.errors import RuleViolation
+from caseloop_events.contracts.errors import RuleViolation
+from caseloop_events.contracts.supervision import (
+    CaseClosed,
+    CaseEvaluated,
+    CaseReopened,
+    CaseVerificationFailed,
+    CaseVerified,
+    ClosureReason,
+    Rating,
+)
 from caseloop_supervision.domain.model import FOLLOWING, SupervisedCase
 
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from caseloop_events.contracts.common import CaseStatus
+from caseloop_events.contracts.envelope import Envelope, EventPayload, deterministic_id, event_caused_by
 from caseloop_events.contracts.supervision import (
     CaseClosed,
     CaseVerified,
@@ -18,7 +19,6 @@ from caseloop_events.contracts.supervision import (
     FeedbackFailed,
     Rating,
 )
-from caseloop_events.envelope import Envelope, EventPayload, deterministic_id, event_caused_by
 from caseloop_supervision.domain.decisions import SUPERVISION
 from caseloop_supervision.domain.model import SupervisedCase
 

@@ -21,6 +21,8 @@ from caseloop_events.contracts.dispatch import (
     CaseTransferred,
     ExtensionRequested,
 )
+from caseloop_events.contracts.envelope import Envelope
+from caseloop_events.contracts.folding import Folder
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -30,6 +32,7 @@ from caseloop_events.contracts.intake import (
     CaseUnmerged,
     RejectionReason,
 )
+from caseloop_events.contracts.lifecycle import CaseProgress, progress
 from caseloop_events.contracts.supervision import (
     CaseClosed,
     CaseEvaluated,
@@ -51,9 +54,6 @@ from caseloop_events.contracts.supervision import (
     SupervisionNoticeIssued,
 )
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.envelope import Envelope
-from caseloop_events.folding import Folder
-from caseloop_events.lifecycle import CaseProgress, progress
 
 
 class HolderKind(StrEnum):
@@ -634,5 +634,5 @@ _folder = Folder(SupervisedCase, evolve)
 
 def fold(case_id: uuid.UUID, events: Iterable[Envelope]) -> SupervisedCase:
     """The case as its events, in causal order, make it. A handler folds a case several times per
-    event, and the earlier events are not folded again (``caseloop_events.folding``)."""
+    event, and the earlier events are not folded again (``caseloop_events.contracts.folding``)."""
     return _folder(case_id, events)

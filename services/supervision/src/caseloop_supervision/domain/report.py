@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from caseloop_events.contracts.dispatch import CaseReturned, ExtensionRequested
+from caseloop_events.contracts.envelope import Envelope
 from caseloop_events.contracts.intake import CaseAccepted, CaseLinkedAsDuplicate, CaseRejected, CasesMerged
 from caseloop_events.contracts.supervision import (
     CaseClosed,
@@ -24,7 +25,6 @@ from caseloop_events.contracts.supervision import (
     ExtensionDecided,
     SupervisionNoticeIssued,
 )
-from caseloop_events.envelope import Envelope
 from caseloop_supervision.domain.decisions import CLOSING_RATINGS
 from caseloop_supervision.domain.model import SupervisedCase
 

@@ -11,18 +11,18 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from caseloop_events.auth import Caller, Principal, Role, admits
 from caseloop_events.contracts.common import CaseStatus
+from caseloop_events.contracts.reference import HandlingLevel
 from caseloop_events.contracts.supervision import Rating, RegionMode
-from caseloop_events.http import CorrelationId, IsoDate, IsoDateTime, PageOffset, RequestBody
-from caseloop_events.personal_data import (
+from caseloop_events.contracts.timeline import CaseTimeline, render_text
+from caseloop_events.runtime.auth import Caller, Principal, Role, admits
+from caseloop_events.runtime.http import CorrelationId, IsoDate, IsoDateTime, PageOffset, RequestBody
+from caseloop_events.runtime.personal_data import (
     holds_personal_data,
     may_see_personal_data,
     record_read,
     with_personal_data_masked,
 )
-from caseloop_events.reference import HandlingLevel
-from caseloop_events.timeline import CaseTimeline, render_text
 from caseloop_supervision.domain.clocks import DecideExtension, UrgeCase
 from caseloop_supervision.domain.decisions import EvaluateHandling, VerifyResult
 from caseloop_supervision.service_layer import handlers

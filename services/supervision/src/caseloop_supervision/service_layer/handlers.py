@@ -10,17 +10,17 @@ from uuid import UUID
 
 from sqlalchemy import delete, func, or_, select
 
-from caseloop_events.causal import causal_order
-from caseloop_events.clock import REGION_TIMEZONE, Clock
-from caseloop_events.consumer import Delivery
+from caseloop_events.contracts.causal import causal_order
+from caseloop_events.contracts.clock import REGION_TIMEZONE, Clock
 from caseloop_events.contracts.common import CaseStatus
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, new_event
+from caseloop_events.contracts.errors import CaseNotFound, NotFound
 from caseloop_events.contracts.intake import CaseLinkedAsDuplicate, CasesMerged
 from caseloop_events.contracts.supervision import CaseClosed, RegionMode, RegionModeSwitched, region_stream_id
-from caseloop_events.envelope import Actor, ActorRole, Envelope, new_event
-from caseloop_events.errors import CaseNotFound, NotFound
-from caseloop_events.storage import insert_row_ignoring_duplicates, upsert_row
-from caseloop_events.timeline import CaseTimeline, build_timeline
-from caseloop_events.unit_of_work import Database, UnitOfWork
+from caseloop_events.contracts.timeline import CaseTimeline, build_timeline
+from caseloop_events.runtime.consumer import Delivery
+from caseloop_events.runtime.storage import insert_row_ignoring_duplicates, upsert_row
+from caseloop_events.runtime.unit_of_work import Database, UnitOfWork
 from caseloop_supervision.adapters.tables import case_links, cases, feedback_deliveries, region_modes
 from caseloop_supervision.domain.clocks import (
     CLOCK_DECISIONS,

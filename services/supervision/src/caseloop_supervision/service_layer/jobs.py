@@ -17,9 +17,9 @@ import httpx
 from sqlalchemy import Select, select, update
 
 from caseloop_events.contracts.common import CaseStatus
+from caseloop_events.contracts.envelope import Envelope
 from caseloop_events.contracts.supervision import FeedbackDelivered, FeedbackFailed
-from caseloop_events.envelope import Envelope
-from caseloop_events.runtime import run_periodically
+from caseloop_events.runtime.service import run_periodically
 from caseloop_supervision.adapters.callbacks import post_feedback
 from caseloop_supervision.adapters.tables import cases, feedback_deliveries
 from caseloop_supervision.domain.clocks import due_notices

@@ -1,4 +1,4 @@
-"""The read models supervision answers queries with (a case's timeline is ``caseloop_events.timeline``'s,
+"""The read models supervision answers queries with (a case's timeline is ``caseloop_events.contracts.timeline``'s,
 shared with the operators' command line)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.dispatch import AssignmentRoute
 from caseloop_events.contracts.intake import RejectionReason
+from caseloop_events.contracts.reference import EscalationLadder
 from caseloop_events.contracts.supervision import ClockKind, ClosureReason, Rating
 from caseloop_events.contracts.triage import JudgedBy
-from caseloop_events.reference import EscalationLadder
 from caseloop_supervision.domain.model import (
     CaseClock,
     CaseRef,

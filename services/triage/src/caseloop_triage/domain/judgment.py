@@ -9,10 +9,10 @@ from typing import TypeVar
 from uuid import UUID
 
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
+from caseloop_events.contracts.errors import InvalidInput
 from caseloop_events.contracts.intake import CaseAccepted
+from caseloop_events.contracts.reference import ReferenceData, RuleCondition, TriageRule
 from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview, JudgedBy, RuleHit
-from caseloop_events.errors import InvalidInput
-from caseloop_events.reference import ReferenceData, RuleCondition, TriageRule
 
 T = TypeVar("T")
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID
 
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, Producer, event_answering, event_caused_by
+from caseloop_events.contracts.errors import CaseNotFound, InvalidInput, RuleViolation
+from caseloop_events.contracts.folding import Folder
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -14,12 +17,9 @@ from caseloop_events.contracts.intake import (
     CasesMerged,
     CaseUnmerged,
 )
+from caseloop_events.contracts.reference import ReferenceData
 from caseloop_events.contracts.supervision import CaseClosed, CaseReopened
 from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview
-from caseloop_events.envelope import Actor, ActorRole, Envelope, Producer, event_answering, event_caused_by
-from caseloop_events.errors import CaseNotFound, InvalidInput, RuleViolation
-from caseloop_events.folding import Folder
-from caseloop_events.reference import ReferenceData
 from caseloop_triage.domain.judgment import OfficerChoice, officer_judgment, require_known_choices, rules_judgment
 
 
@@ -150,7 +150,7 @@ _folder = Folder(TriageCase, evolve)
 
 def fold(case_id: UUID, events: Iterable[Envelope]) -> TriageCase:
     """The case's state from its events, which must come in causal order (the events an earlier
-    fold of the case saw are not folded again: ``caseloop_events.folding``)."""
+    fold of the case saw are not folded again: ``caseloop_events.contracts.folding``)."""
     return _folder(case_id, events)
 
 

@@ -7,8 +7,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from caseloop_events.auth import Principal, Role, admits
-from caseloop_events.http import CorrelationId, PageOffset
+from caseloop_events.runtime.auth import Principal, Role, admits
+from caseloop_events.runtime.http import CorrelationId, PageOffset
 from caseloop_triage.domain.judgment import OfficerChoice
 from caseloop_triage.domain.model import JudgeCase, Judgment
 from caseloop_triage.entrypoints.schemas import JudgmentCreate, JudgmentRead, RuleHitRead

@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
 from caseloop_events.contracts.triage import JudgedBy
-from caseloop_events.http import RequestBody
+from caseloop_events.runtime.http import RequestBody
 
 PersonId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]

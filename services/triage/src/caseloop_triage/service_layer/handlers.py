@@ -8,16 +8,16 @@ from uuid import UUID
 
 from sqlalchemy import delete, select
 
-from caseloop_events.causal import causal_order
-from caseloop_events.clock import Clock
-from caseloop_events.consumer import Delivery
+from caseloop_events.contracts.causal import causal_order
+from caseloop_events.contracts.clock import Clock
+from caseloop_events.contracts.envelope import Envelope, Producer
+from caseloop_events.contracts.errors import CaseNotFound
+from caseloop_events.contracts.reference import ReferenceData
 from caseloop_events.contracts.supervision import CaseClosed, CaseReopened
 from caseloop_events.contracts.triage import CaseJudged
-from caseloop_events.envelope import Envelope, Producer
-from caseloop_events.errors import CaseNotFound
-from caseloop_events.reference import ReferenceData
-from caseloop_events.storage import upsert_row
-from caseloop_events.unit_of_work import Database, UnitOfWork
+from caseloop_events.runtime.consumer import Delivery
+from caseloop_events.runtime.storage import upsert_row
+from caseloop_events.runtime.unit_of_work import Database, UnitOfWork
 from caseloop_triage.adapters.tables import judgments, review_queue
 from caseloop_triage.domain.model import (
     JudgeCase,

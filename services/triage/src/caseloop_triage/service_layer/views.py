@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel
 from sqlalchemy import func, select
 
-from caseloop_events.unit_of_work import Database
+from caseloop_events.runtime.unit_of_work import Database
 from caseloop_triage.adapters.tables import review_queue
 
 

@@ -6,7 +6,7 @@ import heapq
 from collections.abc import Iterable
 from uuid import UUID
 
-from caseloop_events.envelope import Envelope
+from caseloop_events.contracts.envelope import Envelope
 
 
 def causal_order(events: Iterable[Envelope]) -> list[Envelope]:

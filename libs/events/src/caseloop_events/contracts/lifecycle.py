@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.dispatch import CaseAcknowledged, CaseAssigned, CaseResultReported, CaseReturned
+from caseloop_events.contracts.envelope import EventPayload
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -19,7 +20,6 @@ from caseloop_events.contracts.intake import (
 )
 from caseloop_events.contracts.supervision import CaseClosed, CaseReopened, CaseVerificationFailed, CaseVerified
 from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview
-from caseloop_events.envelope import EventPayload
 
 #: Statuses before a judgment: a (first) judgment or a review request moves the case on from them.
 BEFORE_JUDGMENT = frozenset({CaseStatus.ACCEPTED, CaseStatus.PENDING_REVIEW})

@@ -17,14 +17,14 @@ from aiokafka.errors import KafkaConnectionError
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from caseloop_events.auth import Authenticator, RateLimiter, authenticator_from_settings
-from caseloop_events.consumer import EventConsumer, EventHandler
-from caseloop_events.envelope import Envelope, Producer
-from caseloop_events.kafka import KafkaSettings
-from caseloop_events.outbox import OutboxRelay
-from caseloop_events.storage import ping
-from caseloop_events.topics import ensure_topics
-from caseloop_events.unit_of_work import Database
+from caseloop_events.contracts.envelope import Envelope, Producer
+from caseloop_events.runtime.auth import Authenticator, RateLimiter, authenticator_from_settings
+from caseloop_events.runtime.consumer import EventConsumer, EventHandler
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.outbox import OutboxRelay
+from caseloop_events.runtime.storage import ping
+from caseloop_events.runtime.topics import ensure_topics
+from caseloop_events.runtime.unit_of_work import Database
 
 log = logging.getLogger(__name__)
 

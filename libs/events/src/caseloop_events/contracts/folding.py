@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 from uuid import UUID
 
-from caseloop_events.envelope import Envelope
+from caseloop_events.contracts.envelope import Envelope
 
 State = TypeVar("State")
 

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from caseloop_events.calendar import CalendarYear, Duration, WorkingCalendar
+from caseloop_events.contracts.calendar import CalendarYear, Duration, WorkingCalendar
 
 __all__ = [
     "DISTRICT_COMMAND_UNIT_ID",

@@ -1,7 +1,7 @@
 """Starts and stops a local Kafka-protocol broker on a free 127.0.0.1 port (DESIGN.md §4).
 
 ``noida-db`` keeps its data in a folder across restarts; Tansu keeps it in memory only.
-Run as ``python -m caseloop_events.broker --kind noida --data-dir data/broker``.
+Run as ``python -m caseloop_events.testing.broker --kind noida --data-dir data/broker``.
 """
 
 from __future__ import annotations

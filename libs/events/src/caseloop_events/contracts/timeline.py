@@ -15,11 +15,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from caseloop_events.causal import causal_order
+from caseloop_events.contracts.causal import causal_order
 from caseloop_events.contracts.common import CaseStatus
+from caseloop_events.contracts.envelope import Actor, Envelope, Producer
 from caseloop_events.contracts.intake import CaseAccepted
-from caseloop_events.envelope import Actor, Envelope, Producer
-from caseloop_events.lifecycle import CaseProgress, progress
+from caseloop_events.contracts.lifecycle import CaseProgress, progress
 
 
 class TimelineEntry(BaseModel):

@@ -37,7 +37,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from caseloop_events.envelope import ACTING_SUBJECT
+from caseloop_events.contracts.envelope import ACTING_SUBJECT
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from aiokafka import AIOKafkaProducer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from caseloop_events.envelope import Envelope, Producer
-from caseloop_events.topics import DEFAULT_NAMESPACE, all_topics, deadletter_topic, topic_of
+from caseloop_events.contracts.envelope import Envelope, Producer
+from caseloop_events.runtime.topics import DEFAULT_NAMESPACE, all_topics, deadletter_topic, topic_of
 
 
 class KafkaSettings(BaseSettings):

@@ -1,6 +1,6 @@
 """Exports the JSON Schema of every event type and writes golden samples of each.
 
-``python -m caseloop_events.schema --schemas libs/events/schemas --samples libs/events/golden``
+``python -m caseloop_events.contracts.schema --schemas libs/events/schemas --samples libs/events/golden``
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from caseloop_events.contracts import dispatch, intake, supervision, triage
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
-from caseloop_events.envelope import (
+from caseloop_events.contracts.envelope import (
     Actor,
     ActorRole,
     Envelope,

@@ -20,10 +20,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from caseloop_events.auth import Authenticator, Forbidden, NotAuthenticated, RateLimiter, TooManyRequests, authenticated
-from caseloop_events.consumer import is_transient
-from caseloop_events.errors import CaseNotFound, InvalidInput, NotFound, RuleViolation
-from caseloop_events.runtime import ServiceRuntime
+from caseloop_events.contracts.errors import CaseNotFound, InvalidInput, NotFound, RuleViolation
+from caseloop_events.runtime.auth import (
+    Authenticator,
+    Forbidden,
+    NotAuthenticated,
+    RateLimiter,
+    TooManyRequests,
+    authenticated,
+)
+from caseloop_events.runtime.consumer import is_transient
+from caseloop_events.runtime.service import ServiceRuntime
 
 log = logging.getLogger(__name__)
 

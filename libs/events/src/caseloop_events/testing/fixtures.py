@@ -25,9 +25,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy.engine import make_url
 
-from caseloop_events.broker import BrokerKind, LocalBroker
-from caseloop_events.envelope import Actor, ActorRole, Envelope, EventPayload, new_event
-from caseloop_events.kafka import KafkaSettings, event_headers, event_key
+from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, EventPayload, new_event
+from caseloop_events.runtime.kafka import KafkaSettings, event_headers, event_key
+from caseloop_events.testing.broker import BrokerKind, LocalBroker
 
 # Services built or started by the tests take the development keys (DevelopmentCaller sends them),
 # and no rate limit slows the suites' polling; the auth and rate-limit tests configure both.

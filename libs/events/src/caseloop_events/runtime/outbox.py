@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import Row, func, select, update
 
-from caseloop_events.envelope import Envelope
-from caseloop_events.kafka import stored_event_headers
-from caseloop_events.unit_of_work import Database
+from caseloop_events.contracts.envelope import Envelope
+from caseloop_events.runtime.kafka import stored_event_headers
+from caseloop_events.runtime.unit_of_work import Database
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from contextlib import suppress
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from caseloop_events.envelope import Producer
+from caseloop_events.contracts.envelope import Producer
 
 log = logging.getLogger(__name__)
 

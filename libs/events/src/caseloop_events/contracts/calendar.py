@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from caseloop_events.clock import REGION_TIMEZONE
+from caseloop_events.contracts.clock import REGION_TIMEZONE
 
 __all__ = ["CalendarYear", "Duration", "HolidaySpan", "WorkingCalendar"]
 

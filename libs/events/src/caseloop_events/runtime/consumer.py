@@ -20,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from caseloop_events.envelope import Envelope, UnknownEventType
-from caseloop_events.unit_of_work import Database, UnitOfWork
+from caseloop_events.contracts.envelope import Envelope, UnknownEventType
+from caseloop_events.runtime.unit_of_work import Database, UnitOfWork
 
 log = logging.getLogger(__name__)
 

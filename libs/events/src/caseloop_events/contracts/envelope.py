@@ -108,13 +108,11 @@ def register_upcaster(event_type: str, from_version: int) -> Callable[[Upcaster]
 
 def registered_payloads() -> dict[tuple[str, int], type[EventPayload]]:
     """Every known (type, version) and its payload model."""
-    _load_contracts()
     return dict(_PAYLOADS)
 
 
 def payload_class_for(event_type: str, version: int | None = None) -> type[EventPayload]:
     """The payload model for a type; the latest version unless one is named."""
-    _load_contracts()
     if event_type not in _LATEST_VERSION:
         raise UnknownEventType(f"unknown event type {event_type!r}")
     wanted = _LATEST_VERSION[event_type] if version is None else version
@@ -122,11 +120,6 @@ def payload_class_for(event_type: str, version: int | None = None) -> type[Event
         return _PAYLOADS[(event_type, wanted)]
     except KeyError:
         raise UnknownEventType(f"unknown version {wanted} of event type {event_type!r}") from None
-
-
-def _load_contracts() -> None:
-    # Imported lazily: the contract modules import this one to subclass EventPayload.
-    import caseloop_events.contracts  # noqa: F401
 
 
 def _upcast(event_type: str, version: int, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:

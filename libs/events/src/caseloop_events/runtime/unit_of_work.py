@@ -13,10 +13,10 @@ from uuid import UUID
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from caseloop_events.causal import causal_order
-from caseloop_events.clock import Clock
-from caseloop_events.envelope import Envelope
-from caseloop_events.storage import (
+from caseloop_events.contracts.causal import causal_order
+from caseloop_events.contracts.clock import Clock
+from caseloop_events.contracts.envelope import Envelope
+from caseloop_events.runtime.storage import (
     SQLITE_WRITE,
     RuntimeTables,
     create_engine,

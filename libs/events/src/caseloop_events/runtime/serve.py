@@ -10,7 +10,7 @@ from collections.abc import Callable
 import uvicorn
 from fastapi import FastAPI
 
-from caseloop_events.runtime import ServiceSettings
+from caseloop_events.runtime.service import ServiceSettings
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import insert, select
 
-from caseloop_events.auth import Principal, Role, admits, client_address
-from caseloop_events.http import IsoDateTime, PageOffset
-from caseloop_events.timeline import CaseTimeline
-from caseloop_events.unit_of_work import Database
+from caseloop_events.contracts.timeline import CaseTimeline
+from caseloop_events.runtime.auth import Principal, Role, admits, client_address
+from caseloop_events.runtime.http import IsoDateTime, PageOffset
+from caseloop_events.runtime.unit_of_work import Database
 
 #: The payload fields that hold personal data, and how each is masked.
 REPORTER_FIELD = "reporter"
