@@ -3,6 +3,7 @@ replay in bulk, diff, carry-over and swap of a shadow, republish of a lost topic
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -26,16 +27,16 @@ from caseloop_deploy.logread import case_events_from_topics
 from caseloop_deploy.replay import Batch, ReplayReport, _replay_batch, replay_service
 from caseloop_deploy.republish import republish_service
 from caseloop_deploy.services import ServiceSpec, service_spec
-from caseloop_dispatch.service_layer.handlers import keeps
+from caseloop_dispatch.domain.model import DispatchCase
+from caseloop_dispatch.service_layer.handlers import Work
 from caseloop_events.contracts.common import HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import AssignmentRoute, CaseAcknowledged, CaseAssigned
 from caseloop_events.contracts.envelope import Envelope, EventPayload, Producer
 from caseloop_events.contracts.intake import CaseAccepted, CaseLocation
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.runtime.consumer import Delivery
 from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.streams import Stream, StreamCache
 from caseloop_events.runtime.topics import ensure_topics
-from caseloop_events.runtime.unit_of_work import CaseLogs, UnitOfWork
 from caseloop_events.testing.fixtures import causal_chain, publish
 
 DISPATCH = service_spec("dispatch")
@@ -133,15 +134,25 @@ async def test_diff_finds_a_changed_a_missing_and_an_extra_row(
         await live.execute(assignments.delete().where(assignments.c.case_id == case_ids[1]))
         await live.commit()
     async with connected(shadow) as db:
-        events = DISPATCH.metadata.tables["processed_events"]
-        await db.execute(insert(events).values(event_id=str(uuid.uuid4()), processed_at=datetime.now(UTC)))
+        log = DISPATCH.metadata.tables["case_events"]
+        stray = an_acknowledged_case()[0]
+        await db.execute(
+            insert(log).values(
+                event_id=str(stray.event_id),
+                case_id=str(stray.case_id),
+                type=stray.type,
+                producer=stray.producer.value,
+                occurred_at=stray.occurred_at,
+                envelope=stray.model_dump_json(),
+            )
+        )
         await db.commit()
 
     found = {(d.table, d.kind) for d in await compare_projections(DISPATCH, database_url, shadow)}
     assert found == {
         ("assignments", DifferenceKind.DIFFERS),
         ("assignments", DifferenceKind.ONLY_IN_SHADOW),
-        ("processed_events", DifferenceKind.ONLY_IN_SHADOW),
+        ("case_events", DifferenceKind.ONLY_IN_SHADOW),
     }
     differences = await compare_projections(DISPATCH, database_url, shadow)
     [changed] = [d for d in differences if d.kind is DifferenceKind.DIFFERS]
@@ -152,9 +163,9 @@ async def test_diff_finds_a_changed_a_missing_and_an_extra_row(
 async def test_a_promotion_carries_the_outbox_over_and_swaps_the_databases(database_url: str, shadow: str) -> None:
     spec: ServiceSpec = DISPATCH
     for url in (database_url, shadow):
-        runtime = spec.runtime(url, KafkaSettings())
-        await runtime.database.create_schema()
-        await runtime.database.dispose()
+        service = spec.service(url, KafkaSettings())
+        await service.database.create_schema()
+        await service.database.dispose()
     outbox = spec.metadata.tables["outbox"]
     row = {
         "event_id": str(uuid.uuid4()),
@@ -188,14 +199,17 @@ async def test_republish_sends_only_what_the_topic_lacks_and_a_second_run_sends_
     kafka_settings: KafkaSettings, database_url: str
 ) -> None:
     spec = DISPATCH
-    runtime = spec.runtime(database_url, kafka_settings)
-    await runtime.database.create_schema()
+    service = spec.service(database_url, kafka_settings)
+    await service.database.create_schema()
     events = [e for e in an_acknowledged_case() if e.producer is Producer.DISPATCH]
-    async with runtime.database.transaction() as uow:
-        await uow.emit(*events)
+    uow = service.unit_of_work()
+    await uow.load(events[0].case_id)
+    uow.emit(*events)
+    await uow.commit()
+    async with service.database.transaction() as session:
         # Published once (the relay's mark), then lost with the broker's data.
-        await uow.session.execute(update(uow.tables.outbox).values(published_at=datetime.now(UTC)))
-    await runtime.database.dispose()
+        await session.execute(update(service.database.tables.outbox).values(published_at=datetime.now(UTC)))
+    await service.database.dispose()
     # The topics as the services create them at start, then one of the two events on the topic.
     await ensure_topics(
         kafka_settings.kafka_bootstrap_servers,
@@ -223,26 +237,25 @@ def test_a_replay_or_a_promotion_never_names_the_live_database_as_its_shadow(tmp
     assert sibling_url(pg, "shadow").endswith("/caseloop_dispatch_shadow")
 
 
-async def test_a_batch_undone_by_a_failing_handler_leaves_no_trace_in_the_logs_the_replay_keeps(
+async def test_a_batch_undone_by_a_failing_projection_leaves_no_trace_in_the_streams_the_replay_keeps(
     database_url: str,
 ) -> None:
-    """The replay keeps case logs across batches (``CaseLogs``). A batch whose handler fails is
-    undone and taken record by record; what the undone transaction recorded must not stay in the
-    kept logs, or the record skipped for good would still be folded into its case."""
-    spec = DISPATCH
-    database = spec.runtime(database_url, KafkaSettings()).database
-    await database.create_schema()
+    """The replay keeps the streams it wrote across batches. A batch whose projection fails is undone
+    and taken record by record; what the undone unit of work recorded must not stay in the kept
+    streams, or the record skipped for good would still be folded into its case."""
     case = an_acknowledged_case()
     accepted, judged, assigned, acknowledged = case
     bad = assigned.event_id
     folded: list[list[uuid.UUID]] = []
 
-    async def handle(uow: UnitOfWork, event: Envelope, _delivery: Delivery) -> None:
-        log = await uow.lock_case(event.case_id)
-        await uow.record(event)
-        if any(e.event_id == bad for e in log):
-            raise RuntimeError("this handler cannot take the assignment")
-        folded.append([e.event_id for e in await uow.case_events(event.case_id)])
+    async def project(stream: Stream[DispatchCase], uow: Work) -> None:
+        if any(e.event_id == bad for e in stream.events):
+            raise RuntimeError("this projection cannot take the assignment")
+        folded.append([e.event_id for e in stream.events])
+
+    spec = ServiceSpec("dispatch", dataclasses.replace(DISPATCH.definition, project=project))
+    service = spec.service(database_url, KafkaSettings())
+    await service.database.create_schema()
 
     def batch(*events: Envelope, first_offset: int) -> Batch:
         tp = TopicPartition("t", 0)
@@ -251,16 +264,14 @@ async def test_a_batch_undone_by_a_failing_handler_leaves_no_trace_in_the_logs_t
             for n, e in enumerate(events)
         ]
 
-    kept = CaseLogs(max_cases=10)
+    kept: StreamCache[DispatchCase] = StreamCache(10, trusted=True)
     report = ReplayReport("dispatch")
     try:
-        await _replay_batch("dispatch", database, handle, keeps, batch(accepted, judged, first_offset=0), report, kept)
-        await _replay_batch(
-            "dispatch", database, handle, keeps, batch(assigned, acknowledged, first_offset=2), report, kept
-        )
-        assert report.skipped == ["t[0]@2: RuntimeError('this handler cannot take the assignment')"]
-        in_database = [e.event_id for e in await database.case_events(accepted.case_id)]
+        await _replay_batch(service, batch(accepted, judged, first_offset=0), report, kept)
+        await _replay_batch(service, batch(assigned, acknowledged, first_offset=2), report, kept)
+        assert report.skipped == ["t[0]@2: RuntimeError('this projection cannot take the assignment')"]
+        in_database = [e.event_id for e in await service.database.case_events(accepted.case_id)]
         assert bad not in in_database
         assert folded[-1] == in_database, "the last fold saw what the database holds, not the undone assignment"
     finally:
-        await database.dispose()
+        await service.database.dispose()

@@ -191,7 +191,7 @@ class RunningService:
             self.findings.add(case.operation, failures)
 
     async def relay_is_idle(self) -> bool:
-        relay = self.app.state.runtime.relay
+        relay = self.app.state.service.relay
         return relay is not None and await relay.pending() == 0
 
 

@@ -113,18 +113,16 @@ class PlayedCase:
             and self.dispatch_case.status is CaseStatus.ASSIGNED
         ):
             self._act("acknowledge", target)  # a result needs an acknowledgement first
-        case, lead, now, correlation = self.dispatch_case, self.lead(), self.tick(), uuid.uuid4()
+        case, lead, now = self.dispatch_case, self.lead(), self.tick()
         match command:
             case "acknowledge":
-                self.record(
-                    dispatch.acknowledge(case, dispatch.AcknowledgeCase(self.case_id, lead, "u", now), correlation)
-                )
+                self.record(dispatch.acknowledge(case, dispatch.AcknowledgeCase(self.case_id, lead, "u", now)))
             case "return":
                 command_ = dispatch.ReturnCase(self.case_id, lead, "u", "不属于本单位", now)
-                self.record(*dispatch.return_case(case, command_, REFERENCE, self.limits, correlation))
+                self.record(*dispatch.return_case(case, command_, REFERENCE, self.limits))
             case "transfer":
                 command__ = dispatch.TransferCase(self.case_id, lead, "u", target, "转派", now)
-                self.record(*dispatch.transfer_case(case, command__, REFERENCE, self.limits, correlation))
+                self.record(*dispatch.transfer_case(case, command__, REFERENCE, self.limits))
             case "fail_verification":
                 self._report_result(case, lead, now)
                 self._verify(passed=False)
@@ -133,17 +131,17 @@ class PlayedCase:
                 self._verify(passed=True)
                 rating = Rating.UNSATISFIED if command == "unsatisfied" else Rating.SATISFIED
                 evaluation = supervision.EvaluateHandling(
-                    rating=rating, comment="", now=self.tick(), correlation_id=uuid.uuid4()
+                    case_id=self.case_id, rating=rating, comment="", now=self.tick(), correlation_id=uuid.uuid4()
                 )
                 self.record(*supervision.evaluate(self.supervised(), evaluation))
 
     def _report_result(self, case: dispatch.DispatchCase, lead: str, now: datetime) -> None:
         result = dispatch.ReportResult(self.case_id, lead, "u", "已处理", (), now)
-        self.record(dispatch.report_result(case, result, uuid.uuid4()))
+        self.record(dispatch.report_result(case, result))
 
     def _verify(self, *, passed: bool) -> None:
         verification = supervision.VerifyResult(
-            passed=passed, by="supervisor", note="", now=self.tick(), correlation_id=uuid.uuid4()
+            case_id=self.case_id, passed=passed, by="supervisor", note="", now=self.tick(), correlation_id=uuid.uuid4()
         )
         self.record(*supervision.verify(self.supervised(), verification))
 

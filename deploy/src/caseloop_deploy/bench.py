@@ -73,8 +73,9 @@ from caseloop_deploy.samples import REPORTS
 from caseloop_deploy.services import SERVICE_NAMES, service_spec
 from caseloop_deploy.stack import LocalStack
 from caseloop_events.contracts.envelope import Envelope, Producer
-from caseloop_events.runtime.consumer import FETCH_WINDOW_MS, Delivery, FetchPacer
+from caseloop_events.runtime.consumer import FETCH_WINDOW_MS, FetchPacer, Incoming
 from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.streams import StreamCache
 from caseloop_events.testing.broker import free_port
 from caseloop_events.testing.fixtures import DevelopmentCaller
 
@@ -906,12 +907,10 @@ async def preload_supervision(
     database_url: str, kafka: KafkaSettings, templates: Sequence[CaseTemplate], events: int, rng: random.Random
 ) -> PreloadResult:
     """Fill supervision's database with ``events`` events of closed cases through its replay path:
-    per batch one transaction that records the events it keeps and hands its handler each case's
-    last event (``replaying=True``: it folds and projects, and decides nothing), and marks them processed."""
-    spec = service_spec("supervision")
-    runtime = spec.runtime(database_url, kafka)
-    database, handle, keeps = runtime.database, runtime.handle, runtime.keeps
-    assert handle is not None
+    per batch one unit of work that records the events and projects each case once, deciding nothing."""
+    service = service_spec("supervision").service(database_url, kafka)
+    database = service.database
+    kept: StreamCache[Any] = StreamCache(PRELOAD_BATCH_CASES * 2, trusted=True)
     result = PreloadResult()
     began = shown = time.monotonic()
     try:
@@ -928,12 +927,13 @@ async def preload_supervision(
                     result.timeline_ids.append(str(case[0].case_id))
                 elif (slot := rng.randrange(result.cases)) < TIMELINE_SAMPLE:
                     result.timeline_ids[slot] = str(case[0].case_id)
-            async with database.transaction() as uow:
-                await uow.record_many([event for case in batch for event in case[:-1] if keeps(event)])
-                for case in batch:
-                    last = case[-1]
-                    await handle(uow, last, Delivery(kafka.topic_of(last.producer), 0, 0, replaying=True))
-                await uow.mark_processed_many([event.event_id for case in batch for event in case])
+            incoming = [
+                Incoming(kafka.topic_of(event.producer), 0, 0, event, event.model_dump_json())
+                for case in batch
+                for event in case
+                if service.wants(event.type)
+            ]
+            await service.rebuild(incoming, [], kept)
             if time.monotonic() - shown > 10:
                 shown = time.monotonic()
                 rate = result.events / (shown - began)

@@ -1,39 +1,37 @@
 """Rebuild a service's projections from the log into a database of its own (DESIGN.md §3, replay mode).
 
-The service's own handler does the work, called with ``replaying=True``: it folds and projects,
-and decides nothing — no new events, no callbacks, no timers. Records are read in batches and
-each batch is one transaction: the events the service keeps are recorded with one statement, the
-handler folds and projects each case once per batch (on its last event), and the processed ids and
-checkpoints are written at once — one commit and one projection per case per batch, not per event.
+No handler runs: every event of a type the service declares is recorded in its stream, and each
+stream a batch touched is folded and projected once — no new events, no callbacks, no timers. A
+batch of records is one unit of work: the streams it touches read at once, the events, the
+projection rows and the checkpoints written at once. The replay is the target database's only
+writer, so the streams it wrote stay in memory across batches and are never read back.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from uuid import UUID
+from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
-from pydantic import ValidationError
 
 from caseloop_deploy.databases import DatabaseUnreachable
 from caseloop_deploy.logread import Position, Progress, log_reader, partitions_of, read_range, resolve_offsets
 from caseloop_deploy.services import ServiceSpec
-from caseloop_events.contracts.envelope import Envelope, UnknownEventType
-from caseloop_events.runtime.consumer import Delivery, EventHandler
-from caseloop_events.runtime.kafka import KafkaSettings
-from caseloop_events.runtime.unit_of_work import CaseLogs, Database
+from caseloop_events.runtime.consumer import Incoming, decoded
+from caseloop_events.runtime.kafka import KafkaSettings, record_event_id, record_event_type
+from caseloop_events.runtime.service import Service
+from caseloop_events.runtime.streams import StreamCache
+from caseloop_events.runtime.unit_of_work import Checkpoint
 
 log = logging.getLogger(__name__)
 
-#: Records per transaction: large enough that commits do not dominate, small enough to retry.
+#: Records per unit of work: large enough that writes do not dominate, small enough to retry.
 BATCH_SIZE = 2000
-#: Cases whose parsed logs the replay keeps between batches (it alone writes the target database):
-#: a case met again in a later batch — its events on another topic — is neither read nor parsed
-#: again. About 40 MB per 1,000 cases of a dozen events.
-KEPT_CASE_LOGS = 5000
+#: Streams (cases) whose events and state the replay keeps between batches: a case met again in a
+#: later batch (its events on another topic) is neither read nor folded again.
+KEPT_STREAMS = 20_000
 
 
 @dataclass
@@ -71,119 +69,93 @@ async def replay_service(
 ) -> ReplayReport:
     """Feed the topics ``spec`` reads, from ``start`` to ``stop`` (default: all of it), into the
     database at ``target_url`` (its schema is created if needed)."""
-    runtime = spec.runtime(target_url, kafka)
-    database, handle, keeps = runtime.database, runtime.handle, runtime.keeps
-    assert handle is not None, f"{spec.name} reads no topic"
+    service = spec.service(target_url, kafka)
     report = ReplayReport(spec.name)
-    kept_logs = CaseLogs(KEPT_CASE_LOGS)
+    kept: StreamCache[Any] = StreamCache(KEPT_STREAMS, trusted=True)
     began = time.monotonic()
     try:
         try:
-            await database.create_schema()
+            await service.database.create_schema()
         except OSError as error:
             raise DatabaseUnreachable(target_url, error) from error
         async with log_reader(kafka.kafka_bootstrap_servers) as consumer:
-            partitions = await partitions_of(consumer, runtime.consumes)
+            partitions = await partitions_of(consumer, service.replays)
             first = await resolve_offsets(consumer, partitions, start, default_end=False)
             last = await resolve_offsets(consumer, partitions, stop, default_end=True)
             total = sum(max(last[tp] - first[tp], 0) for tp in partitions)
             shown = time.monotonic()
             async for batch in read_range(consumer, first, last, batch_size=batch_size):
-                await _replay_batch(spec.name, database, handle, keeps, batch, report, kept_logs)
+                await _replay_batch(service, batch, report, kept)
                 report.records += len(batch)
                 if progress is not None and (time.monotonic() - shown > 1.0 or report.records == total):
                     shown = time.monotonic()
                     rate = report.records / max(shown - began, 1e-9)
                     progress(f"{spec.name}: {report.records:,} of {total:,} records ({rate:,.0f} events/s)")
     finally:
-        await database.dispose()
+        await service.database.dispose()
         report.seconds = time.monotonic() - began
     return report
 
 
 Batch = list[tuple[TopicPartition, ConsumerRecord[bytes, bytes]]]
-Keeps = Callable[[Envelope], bool]
 
 
 async def _replay_batch(
-    name: str,
-    database: Database,
-    handle: EventHandler,
-    keeps: Keeps,
-    batch: Batch,
-    report: ReplayReport,
-    kept_logs: CaseLogs,
+    service: Service[Any, Any, Any], batch: Batch, report: ReplayReport, kept: StreamCache[Any]
 ) -> None:
-    try:
-        handled, duplicates = await _in_one_transaction(name, database, handle, keeps, batch, kept_logs)
-    except Exception:
-        # One record spoils the batch: take them one by one, so only that record is skipped. The
-        # kept logs hold what the undone transaction recorded: they go.
-        kept_logs.clear()
-        handled = duplicates = 0
-        for item in batch:
-            try:
-                one_handled, one_duplicate = await _in_one_transaction(name, database, handle, keeps, [item], kept_logs)
-            except Exception as error:
-                kept_logs.clear()
-                tp, record = item
-                report.skipped.append(f"{tp.topic}[{tp.partition}]@{record.offset}: {error!r}")
-                log.warning("replay of %s skipped %s[%d]@%d: %r", name, tp.topic, tp.partition, record.offset, error)
-                await _save_checkpoints(name, database, [item])
-                continue
-            handled += one_handled
-            duplicates += one_duplicate
-    report.handled += handled
-    report.duplicates += duplicates
-
-
-async def _in_one_transaction(
-    name: str, database: Database, handle: EventHandler, keeps: Keeps, batch: Batch, kept_logs: CaseLogs
-) -> tuple[int, int]:
-    """The batch in one transaction, in bulk: the events the service keeps are recorded at once,
-    and the handler runs once per case, on the case's last event — it folds the case from its
-    whole log and projects it, which is what it would have left after each event in turn (the
-    handler's own recording of that event finds it recorded already)."""
-    decoded = [(tp, record, _decoded(record)) for tp, record in batch]
-    async with database.transaction(kept_logs) as uow:
-        seen = await uow.processed_among([event.event_id for _, _, event in decoded])
-        fresh: dict[UUID, tuple[TopicPartition, ConsumerRecord[bytes, bytes], Envelope]] = {}
-        for tp, record, event in decoded:
-            if event.event_id not in seen:
-                fresh.setdefault(event.event_id, (tp, record, event))
-        last_of_case: dict[UUID, tuple[TopicPartition, ConsumerRecord[bytes, bytes], Envelope]] = {}
-        kept: list[Envelope] = []
-        for tp, record, event in fresh.values():
-            if keeps(event):
-                kept.append(event)
-                last_of_case[event.case_id] = (tp, record, event)
-        await uow.record_many(kept)
-        for tp, record, event in last_of_case.values():
-            await handle(uow, event, Delivery(tp.topic, tp.partition, record.offset, replaying=True))
-        await uow.mark_processed_many(list(fresh))
-        await uow.save_checkpoints(name, _next_offsets(batch))
-    return len(fresh), len(decoded) - len(fresh)
-
-
-async def _save_checkpoints(name: str, database: Database, batch: Batch) -> None:
-    async with database.transaction() as uow:
-        await uow.save_checkpoints(name, _next_offsets(batch))
-
-
-def _next_offsets(batch: Batch) -> dict[tuple[str, int], int]:
-    offsets: dict[tuple[str, int], int] = {}
+    """The batch in one unit of work; a record that spoils it (undecodable, or its projection fails)
+    sends the batch the long way: record by record, so only that record is skipped."""
+    wanted: list[Incoming] = []
     for tp, record in batch:
-        key = (tp.topic, tp.partition)
-        offsets[key] = max(offsets.get(key, 0), record.offset + 1)
-    return offsets
+        event_type = record_event_type(record)
+        if event_type is None or service.wants(event_type):
+            incoming = decoded(tp, record)
+            if incoming is None:
+                return await _one_by_one(service, batch, report, kept)
+            wanted.append(incoming)
+    try:
+        taken = await service.rebuild(wanted, _checkpoints(service.name, batch), kept)
+    except Exception:
+        kept.clear()  # it holds what the undone unit of work recorded
+        return await _one_by_one(service, batch, report, kept)
+    report.handled += taken.handled
+    report.duplicates += taken.duplicates
+
+
+async def _one_by_one(
+    service: Service[Any, Any, Any], batch: Batch, report: ReplayReport, kept: StreamCache[Any]
+) -> None:
+    for tp, record in batch:
+        event_type = record_event_type(record)
+        if event_type is not None and not service.wants(event_type):
+            await service.save_checkpoints(_checkpoints(service.name, [(tp, record)]))
+            continue
+        try:
+            incoming = decoded(tp, record)
+            if incoming is None:
+                raise UndecodableRecord("undecodable event")
+            taken = await service.rebuild([incoming], _checkpoints(service.name, [(tp, record)]), kept)
+        except Exception as error:
+            kept.clear()
+            report.skipped.append(f"{tp.topic}[{tp.partition}]@{record.offset}: {error!r}")
+            log.warning(
+                "replay of %s skipped %s[%d]@%d: %r", service.name, tp.topic, tp.partition, record.offset, error
+            )
+            await service.save_checkpoints(_checkpoints(service.name, [(tp, record)]))
+            continue
+        report.handled += taken.handled
+        report.duplicates += taken.duplicates
+
+
+def _checkpoints(name: str, batch: Batch) -> list[Checkpoint]:
+    """Each partition's position after the batch, under the service's own consumer name, so a
+    promoted shadow resumes reading where the replay stopped."""
+    last: dict[TopicPartition, ConsumerRecord[bytes, bytes]] = {}
+    for tp, record in batch:
+        if tp not in last or record.offset > last[tp].offset:
+            last[tp] = record
+    return [Checkpoint(name, tp.topic, tp.partition, r.offset + 1, record_event_id(r)) for tp, r in last.items()]
 
 
 class UndecodableRecord(ValueError):
     pass
-
-
-def _decoded(record: ConsumerRecord[bytes, bytes]) -> Envelope:
-    try:
-        return Envelope.model_validate_json(record.value or b"")
-    except (ValidationError, UnknownEventType, ValueError) as error:
-        raise UndecodableRecord(f"undecodable event: {error}") from error

@@ -10,52 +10,46 @@ import asyncio
 import shutil
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import MetaData
 
 from caseloop_events.contracts.clock import SystemClock
-from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, Producer, new_event
-from caseloop_events.contracts.supervision import CaseVerified
-from caseloop_events.runtime.consumer import Delivery, EventConsumer
+from caseloop_events.contracts.envelope import Envelope, Producer
+from caseloop_events.runtime.consumer import EventConsumer
 from caseloop_events.runtime.kafka import KafkaSettings
 from caseloop_events.runtime.outbox import OutboxRelay
-from caseloop_events.runtime.storage import define_runtime_tables
+from caseloop_events.runtime.service import Service
 from caseloop_events.runtime.topics import ensure_topics
-from caseloop_events.runtime.unit_of_work import Database, UnitOfWork
 from caseloop_events.testing.broker import BrokerKind, LocalBroker
 from caseloop_events.testing.fixtures import eventually, publish, read_topic
+from caseloop_events.testing.probe import PROBE, ProbeDeps, ProbeSettings, a_verification, an_acknowledgement
+
+Probe = Service[Any, ProbeDeps, Any]
 
 #: noida-db writes its snapshot about once a second; this long after a send, the record is saved.
 SAVED_AFTER = 2.5
 
 
-async def one_partition_and_a_database(broker: LocalBroker, path: Path) -> tuple[KafkaSettings, str, Database]:
-    """Topics of their own with one partition (so the order on it is the order sent), and a SQLite
-    database with the runtime's tables, writing to supervision's topic."""
+async def one_partition_and_a_probe(broker: LocalBroker, path: Path) -> tuple[KafkaSettings, Probe]:
+    """Topics of their own with one partition (so the order on it is the order sent), and the probe
+    on a SQLite database: it writes supervision's topic and reads dispatch's."""
     kafka = KafkaSettings(
         kafka_bootstrap_servers=broker.bootstrap_servers,
         caseloop_topic_partitions=1,
         caseloop_topic_namespace=f"test-{uuid.uuid4().hex[:12]}",
     )
-    topic = kafka.topic_of(Producer.SUPERVISION)
     await ensure_topics(broker.bootstrap_servers, 1, 1, kafka.all_topics)
-    database = Database(f"sqlite+aiosqlite:///{path}", define_runtime_tables(MetaData()), topic, SystemClock())
-    await database.create_schema()
-    return kafka, topic, database
-
-
-def an_event() -> Envelope:
-    return new_event(
-        CaseVerified(verified_by="supervisor-1"),
-        case_id=uuid.uuid4(),
-        actor=Actor(id="supervisor-1", role=ActorRole.SUPERVISOR),
-        occurred_at=datetime.now(UTC),
-        correlation_id=uuid.uuid4(),
+    probe = Service(
+        PROBE,
+        ProbeSettings(database_url=f"sqlite+aiosqlite:///{path}", CASELOOP_DATA_DIR=path.parent),
+        kafka,
+        SystemClock(),
     )
+    await probe.database.create_schema()
+    return kafka, probe
 
 
 @pytest.fixture
@@ -70,7 +64,8 @@ async def broker(tmp_path: Path) -> AsyncIterator[LocalBroker]:
 async def test_records_the_broker_lost_are_published_again_in_order_by_a_new_producer(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
-    kafka, topic, database = await one_partition_and_a_database(broker, tmp_path / "relay.db")
+    kafka, probe = await one_partition_and_a_probe(broker, tmp_path / "relay.db")
+    topic, database = kafka.topic_of(Producer.SUPERVISION), probe.database
     producers: list[AIOKafkaProducer] = []
 
     async def new_producer() -> AIOKafkaProducer:
@@ -91,9 +86,11 @@ async def test_records_the_broker_lost_are_published_again_in_order_by_a_new_pro
     emitted: list[Envelope] = []
 
     async def emit_and_publish(count: int) -> None:
-        events = [an_event() for _ in range(count)]
-        async with database.transaction() as uow:
-            await uow.emit(*events)
+        events = [a_verification() for _ in range(count)]
+        uow = probe.unit_of_work()
+        await uow.load(*(e.case_id for e in events))
+        uow.emit(*events)
+        await probe.commit(uow)
         emitted.extend(events)
         await eventually(lambda: _nothing_pending(relay), timeout=30)
 
@@ -131,30 +128,21 @@ async def _nothing_pending(relay: OutboxRelay) -> bool:
     return await relay.pending() == 0
 
 
-async def test_a_partition_read_again_from_its_start_skips_what_was_handled_in_runs(
-    database_url: str, kafka_settings: KafkaSettings
+async def test_a_partition_read_again_from_its_start_skips_what_was_handled(
+    probe: Probe, kafka_settings: KafkaSettings
 ) -> None:
-    topic = kafka_settings.topic_of(Producer.SUPERVISION)
-    await ensure_topics(kafka_settings.kafka_bootstrap_servers, 3, 1, kafka_settings.all_topics)
-    database = Database(database_url, define_runtime_tables(MetaData()), topic, SystemClock())
-    await database.create_schema()
-    handled: list[uuid.UUID] = []
-
-    async def handle(uow: UnitOfWork, event: Envelope, delivery: Delivery) -> None:
-        handled.append(event.event_id)
-
+    topic = kafka_settings.topic_of(Producer.DISPATCH)
     producer = kafka_settings.producer("test")
     await producer.start()
     consumer = EventConsumer(
         name="probe",
-        topics=(topic,),
+        topics=probe.consumes,
         bootstrap_servers=kafka_settings.kafka_bootstrap_servers,
-        database=database,
-        handle=handle,
+        sink=probe,
         deadletter=producer,
         deadletter_topic=kafka_settings.deadletter_topic,
     )
-    first, later = [an_event() for _ in range(30)], [an_event() for _ in range(3)]
+    first, later = [an_acknowledgement() for _ in range(30)], [an_acknowledgement() for _ in range(3)]
     try:
         await publish(kafka_settings.kafka_bootstrap_servers, topic, *first)
         await consumer.start()
@@ -167,11 +155,11 @@ async def test_a_partition_read_again_from_its_start_skips_what_was_handled_in_r
     finally:
         await consumer.stop()
         await producer.stop()
-        await database.dispose()
 
+    handled = probe.deps.handled
     assert sorted(map(str, handled)) == sorted(str(e.event_id) for e in first + later), "each handled once"
     assert consumer.duplicates_total == 30
-    assert sum(consumer.positions.values()) == 33, "the checkpoints are past every record"
+    assert sum(consumer.positions.values()) == 33, "the positions are past every record"
 
 
 async def _consumed(consumer: EventConsumer, count: int) -> bool:
@@ -182,24 +170,21 @@ async def _consumed(consumer: EventConsumer, count: int) -> bool:
 async def test_a_consumer_started_on_a_partition_whose_end_was_lost_and_written_again_reads_it_again(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
-    kafka, topic, database = await one_partition_and_a_database(broker, tmp_path / "consumer.db")
-    handled: list[uuid.UUID] = []
-
-    async def handle(uow: UnitOfWork, event: Envelope, delivery: Delivery) -> None:
-        handled.append(event.event_id)
+    kafka, probe = await one_partition_and_a_probe(broker, tmp_path / "consumer.db")
+    topic = kafka.topic_of(Producer.DISPATCH)
 
     def a_consumer(producer: AIOKafkaProducer) -> EventConsumer:
         return EventConsumer(
             name="probe",
-            topics=(topic,),
+            topics=probe.consumes,
             bootstrap_servers=broker.bootstrap_servers,
-            database=database,
-            handle=handle,
+            sink=probe,
             deadletter=producer,
             deadletter_topic=kafka.deadletter_topic,
         )
 
-    kept, lost, written_since = [an_event() for _ in range(3)], [an_event() for _ in range(2)], []
+    kept, lost = [an_acknowledgement() for _ in range(3)], [an_acknowledgement() for _ in range(2)]
+    written_since: list[Envelope] = []
     producer = kafka.producer("test")
     await producer.start()
     try:
@@ -217,7 +202,7 @@ async def test_a_consumer_started_on_a_partition_whose_end_was_lost_and_written_
         shutil.rmtree(broker.data_dir / "noida")
         shutil.copytree(saved, broker.data_dir / "noida")
         broker.start()
-        written_since = [an_event() for _ in range(3)]
+        written_since = [an_acknowledgement() for _ in range(3)]
         await publish(broker.bootstrap_servers, topic, *written_since)
         consumer = a_consumer(producer)
         await consumer.start()
@@ -225,8 +210,9 @@ async def test_a_consumer_started_on_a_partition_whose_end_was_lost_and_written_
         await consumer.stop()
     finally:
         await producer.stop()
-        await database.dispose()
+        await probe.database.dispose()
 
+    handled = probe.deps.handled
     assert handled == [e.event_id for e in kept + lost + written_since], "the records written since, none passed over"
 
 
@@ -234,7 +220,7 @@ async def test_a_consumer_started_on_a_partition_whose_end_was_lost_and_written_
 def test_a_poison_record_on_the_topic_has_no_event_id_and_does_not_stop_the_relays_check(value: bytes | None) -> None:
     from aiokafka import ConsumerRecord
 
-    from caseloop_events.runtime.outbox import record_event_id
+    from caseloop_events.runtime.kafka import record_event_id
 
     record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
         topic="t",

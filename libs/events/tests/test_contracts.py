@@ -130,38 +130,23 @@ def test_an_event_written_before_actors_named_their_authenticated_caller_still_d
     assert Envelope.model_validate(data).actor.subject is None
 
 
-def test_an_act_made_during_a_request_names_the_authenticated_caller_but_a_rule_does_not() -> None:
-    from caseloop_events.contracts.envelope import ACTING_SUBJECT, Actor, ActorRole, Producer, new_event
-    from caseloop_events.contracts.supervision import CaseUrged
+def test_an_event_names_the_caller_its_actor_carries_and_nothing_adds_one_behind_its_back() -> None:
+    """The authenticated caller travels in the command and the actor built from it (ADR 0014): no
+    context of the request rewrites an actor, so a rule's decision made during a request names none."""
+    from caseloop_events.contracts.envelope import Actor, ActorRole, Producer, new_event
 
     sample = Envelope.model_validate(golden("case.urged"))
-    token = ACTING_SUBJECT.set("key-supervisor-town-3")
-    try:
-        person = new_event(
-            sample.payload,
-            case_id=sample.case_id,
-            actor=Actor(id="li.na", role=ActorRole.SUPERVISOR),
-            occurred_at=sample.occurred_at,
-            correlation_id=sample.correlation_id,
-        )
-        rule = new_event(
-            sample.payload,
-            case_id=sample.case_id,
-            actor=Actor.system(Producer.SUPERVISION),
-            occurred_at=sample.occurred_at,
-            correlation_id=sample.correlation_id,
-        )
-    finally:
-        ACTING_SUBJECT.reset(token)
-    outside = new_event(
-        sample.payload,
-        case_id=sample.case_id,
-        actor=Actor(id="li.na", role=ActorRole.SUPERVISOR),
-        occurred_at=sample.occurred_at,
-        correlation_id=sample.correlation_id,
-    )
 
-    assert isinstance(sample.payload, CaseUrged)
+    def urged_by(actor: Actor) -> Envelope:
+        return new_event(
+            sample.payload,
+            case_id=sample.case_id,
+            actor=actor,
+            occurred_at=sample.occurred_at,
+            correlation_id=sample.correlation_id,
+        )
+
+    person = urged_by(Actor(id="li.na", role=ActorRole.SUPERVISOR, subject="key-supervisor-town-3"))
+    rule = urged_by(Actor.system(Producer.SUPERVISION))
     assert (person.actor.id, person.actor.subject) == ("li.na", "key-supervisor-town-3")
     assert rule.actor.subject is None
-    assert outside.actor.subject is None

@@ -1,30 +1,34 @@
-"""The unit of work keeps a locked case's log for the rest of its transaction (a consumer batch
-handles many events of one case in one transaction) and never shows what was rolled back."""
+"""The unit of work on real databases: streams read at once, everything written at once, and never
+over a write it did not see (ADR 0014)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, select
+from sqlalchemy import Column, MetaData, String, Table, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from caseloop_events.contracts.clock import SystemClock
 from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, new_event
 from caseloop_events.contracts.supervision import CaseVerified
 from caseloop_events.runtime.consumer import is_transient
-from caseloop_events.runtime.storage import define_runtime_tables, insert_row_ignoring_duplicates
-from caseloop_events.runtime.unit_of_work import CaseLogs, Database
+from caseloop_events.runtime.database import Database
+from caseloop_events.runtime.service import Service
+from caseloop_events.runtime.storage import create_engine, create_schema
+from caseloop_events.runtime.unit_of_work import Checkpoint, KeyedLocks, VersionConflict
+from caseloop_events.testing.probe import ProbeDeps, Verify, probe_cases
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+Probe = Service[Any, ProbeDeps, Any]
 
 
-def a_verified_event(case_id: uuid.UUID, minutes: int) -> Envelope:
+def a_verification_at(case_id: uuid.UUID, minutes: int) -> Envelope:
     return new_event(
-        CaseVerified(verified_by="supervisor-1"),
+        CaseVerified(verified_by=f"supervisor-{minutes}"),
         case_id=case_id,
         actor=Actor(id="supervisor-1", role=ActorRole.SUPERVISOR),
         occurred_at=T0 + timedelta(minutes=minutes),
@@ -32,69 +36,140 @@ def a_verified_event(case_id: uuid.UUID, minutes: int) -> Envelope:
     )
 
 
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url, define_runtime_tables(MetaData()), "caseloop.supervision.v1", SystemClock())
-    await db.create_schema()
-    yield db
-    await db.dispose()
-
-
-async def test_a_locked_case_shows_what_the_transaction_recorded_in_causal_order(database: Database) -> None:
+async def test_a_unit_of_work_shows_what_it_recorded_in_causal_order_and_writes_it_once(probe: Probe) -> None:
     case_id = uuid.uuid4()
-    first, second, third = (a_verified_event(case_id, m) for m in (1, 2, 3))
-    async with database.transaction() as uow:
-        await uow.record(second)
-    async with database.transaction() as uow:
-        assert await uow.lock_case(case_id) == [second]
-        await uow.record(third)
-        await uow.record(first)
-        await uow.record(third)  # recorded twice: kept once
-        assert await uow.case_events(case_id) == [first, second, third]
-        assert await uow.lock_case(case_id) == [first, second, third], "locking again reads the kept log"
-    assert await database.case_events(case_id) == [first, second, third]
+    first, second, third = (a_verification_at(case_id, m) for m in (1, 2, 3))
+    uow = probe.unit_of_work()
+    await uow.load(case_id)
+    uow.emit(second)
+    await probe.commit(uow)
+
+    uow = probe.unit_of_work()
+    stream = await uow.stream(case_id)
+    assert list(stream.events) == [second]
+    assert uow.record(third)
+    assert uow.record(first)
+    assert not uow.record(third), "an event the stream holds is not recorded twice"
+    assert list(stream.events) == [first, second, third]
+    assert stream.state == ("case.verified",) * 3
+    await probe.commit(uow)
+    assert await probe.database.case_events(case_id) == [first, second, third]
 
 
-async def test_locking_a_case_counts_the_locks_in_its_stream_version(database: Database) -> None:
+async def test_a_write_over_a_stream_someone_else_wrote_since_it_was_read_writes_nothing(probe: Probe) -> None:
     case_id = uuid.uuid4()
-    for _ in range(3):
-        async with database.transaction() as uow:
-            await uow.lock_case(case_id)
-            await uow.lock_case(case_id)  # the same transaction: one lock
-    streams = database.tables.case_streams
-    async with database.reading() as session:
-        version = await session.scalar(select(streams.c.version).where(streams.c.case_id == str(case_id)))
-    assert version == 3
+    await probe.handle(Verify(case_id, "first"))
+    late, early = probe.unit_of_work(), probe.unit_of_work()
+    await late.load(case_id)
+    await early.load(case_id)
+    early.emit(a_verification_at(case_id, 5))
+    await probe.commit(early)
+
+    late.emit(a_verification_at(case_id, 6))
+    with pytest.raises(VersionConflict):
+        await probe.commit(late)
+    assert len(await probe.database.case_events(case_id)) == 2, "the late write left nothing"
+    assert is_transient(VersionConflict("streams changed")), "done again, not dead-lettered"
+    async with probe.database.reading() as session:
+        row = (await session.execute(select(probe_cases).where(probe_cases.c.case_id == str(case_id)))).one()
+    assert row.verifications == 2
 
 
-async def test_a_rolled_back_transaction_leaves_nothing_for_the_next_one(database: Database) -> None:
+async def test_a_command_that_lost_a_race_is_decided_again_on_fresh_state(probe: Probe) -> None:
     case_id = uuid.uuid4()
-    kept, undone = a_verified_event(case_id, 1), a_verified_event(case_id, 2)
-
-    async def record_then_fail() -> None:
-        async with database.transaction() as uow:
-            await uow.lock_case(case_id)
-            await uow.record(undone)
-            raise RuntimeError("the handler failed")
-
-    async with database.transaction() as uow:
-        await uow.lock_case(case_id)
-        await uow.record(kept)
-    with pytest.raises(RuntimeError):
-        await record_then_fail()
-    async with database.transaction() as uow:
-        assert await uow.lock_case(case_id) == [kept]
+    counts = await asyncio.gather(*(probe.handle(Verify(case_id, f"s-{n}")) for n in range(5)))
+    assert sorted(counts) == [1, 2, 3, 4, 5], "each decided on the case as the one before left it"
+    assert len(await probe.database.case_events(case_id)) == 5
 
 
-async def test_a_row_naming_a_column_the_table_lacks_is_refused_not_dropped(database: Database) -> None:
-    async with database.transaction() as uow:
-        with pytest.raises(ValueError, match="no column"):
-            await insert_row_ignoring_duplicates(
-                uow.session, database.tables.processed_events, {"event_id": "x", "processed_at": T0, "procesed": 1}
-            )
+async def test_a_stream_a_decision_depends_on_must_not_change_meanwhile_but_one_only_read_may(probe: Probe) -> None:
+    original, follower, bystander = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for case_id in (original, bystander):
+        await probe.handle(Verify(case_id, "first"))
+
+    uow = probe.unit_of_work()
+    await uow.load(original, follower, bystander)
+    uow.depend_on(original)
+    uow.emit(a_verification_at(follower, 1))
+    await probe.handle(Verify(bystander, "meanwhile"))
+    await probe.commit(uow)  # the bystander changed: only read, it does not matter
+
+    uow = probe.unit_of_work()
+    await uow.load(original, follower)
+    uow.depend_on(original)
+    uow.emit(a_verification_at(follower, 2))
+    await probe.handle(Verify(original, "meanwhile"))
+    with pytest.raises(VersionConflict):
+        await probe.commit(uow)
+
+
+async def test_a_stream_read_before_is_not_read_again_unless_someone_else_wrote_it(probe: Probe) -> None:
+    case_id = uuid.uuid4()
+    await probe.handle(Verify(case_id, "first"))
+    kept = probe.cache.get(case_id)
+    assert kept is not None
+    assert kept.version == 1
+
+    uow = probe.unit_of_work()
+    stream = await uow.stream(case_id)
+    assert stream.events[0] is kept.events[0], "the kept events, not read and parsed again"
+
+    other = Service(probe.definition, probe.settings, probe.kafka, probe.clock)  # another process
+    try:
+        await other.handle(Verify(case_id, "elsewhere"))
+    finally:
+        await other.database.dispose()
+    uow = probe.unit_of_work()
+    stream = await uow.stream(case_id)
+    assert [e.payload.verified_by for e in stream.events] == ["first", "elsewhere"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_reading_streams_and_writing_a_unit_of_work_are_a_round_trip_each(
+    probe_on_postgresql: Probe,
+) -> None:
+    probe = probe_on_postgresql
+    cases = [uuid.uuid4() for _ in range(20)]
+    uow = probe.unit_of_work()
+    before = probe.database.round_trips
+    await uow.load(*cases)
+    assert probe.database.round_trips - before == 1
+    for n, case_id in enumerate(cases):
+        uow.emit(a_verification_at(case_id, n))
+    uow.put_checkpoint(Checkpoint("probe", "t", 0, 20, None))
+    before = probe.database.round_trips
+    await probe.commit(uow)
+    assert probe.database.round_trips - before == 1, "events, outbox, projections, checkpoint: one statement"
+    async with probe.database.reading() as session:
+        assert len((await session.execute(select(probe_cases))).all()) == 20
+
+
+async def test_the_last_row_put_for_a_key_wins_and_a_removed_row_goes(probe: Probe) -> None:
+    case_id = uuid.uuid4()
+    await probe.handle(Verify(case_id, "first"))
+    uow = probe.unit_of_work()
+    uow.put(probe_cases, {"case_id": str(case_id), "acknowledgements": 7, "verifications": 7})
+    uow.put(probe_cases, {"case_id": str(case_id), "acknowledgements": 8, "verifications": 9})
+    await uow.commit()
+    async with probe.database.reading() as session:
+        row = (await session.execute(select(probe_cases))).one()
+    assert (row.acknowledgements, row.verifications) == (8, 9)
+    uow = probe.unit_of_work()
+    uow.remove(probe_cases, case_id=str(case_id))
+    await uow.commit()
+    async with probe.database.reading() as session:
+        assert (await session.execute(select(probe_cases))).all() == []
+
+
+async def test_a_row_naming_a_column_the_table_lacks_is_refused_not_dropped(probe: Probe) -> None:
+    uow = probe.unit_of_work()
+    with pytest.raises(ValueError, match="has no column"):
+        uow.put(probe_cases, {"case_id": "x", "acknowledgements": 1, "verifications": 1, "verificatons": 1})
 
 
 class _LostRace(Exception):
+    """What asyncpg raises for a deadlock (PostgreSQL's SQLSTATE 40P01)."""
+
     sqlstate = "40P01"
 
 
@@ -105,39 +180,33 @@ def test_a_deadlock_or_a_serialization_failure_is_retried_not_charged_to_the_eve
     assert not is_transient(ValueError("the handler's own bug"))
 
 
-async def test_logs_kept_across_transactions_are_neither_read_again_nor_written_twice(database: Database) -> None:
-    """A replay keeps the parsed logs of the cases it met (``CaseLogs``): a later transaction uses
-    the kept log without reading it, recording an event the log holds is a no-op, and the least
-    recently used case goes when there are more than ``max_cases``."""
-    kept = CaseLogs(max_cases=2)
-    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    first_of_a, second_of_a = a_verified_event(a, 1), a_verified_event(a, 2)
-    async with database.transaction(kept) as uow:
-        await uow.record_many([first_of_a, a_verified_event(b, 1)])
-        await uow.lock_case(a)
-        await uow.lock_case(b)
-        await uow.record(second_of_a)
-    assert list(kept) == [b, a], "a, recorded to last, was used most recently"
-    assert kept[a] == [first_of_a, second_of_a]
+async def test_units_of_work_that_ask_for_one_key_exclusively_take_turns() -> None:
+    locks, inside, most = KeyedLocks(), 0, 0
 
-    # A row written behind the replay's back is not seen: the kept log is what the case holds.
-    async with database.transaction() as uow:
-        await uow.record(a_verified_event(a, 3))
-    async with database.transaction(kept) as uow:
-        assert await uow.lock_case(a) == [first_of_a, second_of_a], "the kept log, not a read"
-        await uow.record(second_of_a)  # held by the log: no second row, no error
-        await uow.lock_case(c)
-    assert list(kept) == [a, c], "b, used least recently, went"
-    assert len(await database.case_events(a)) == 3, "the database does hold the third event"
+    async def one() -> None:
+        nonlocal inside, most
+        await locks.acquire("grid-1")
+        try:
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.01)
+            inside -= 1
+        finally:
+            locks.release("grid-1")
+
+    await asyncio.gather(*(one() for _ in range(5)))
+    assert most == 1
+    assert locks._locks == {}, "a key nobody holds or waits for is forgotten"
 
 
 async def test_a_query_session_on_postgresql_runs_outside_a_transaction_and_a_write_inside_one(
-    database: Database,
+    probe: Probe,
 ) -> None:
     """Queries cost one round trip each on PostgreSQL (no BEGIN and ROLLBACK around them); the same
     pooled connection, taken back for a write, is in a transaction again. (SQLite runs in the
     process, where a transaction costs no round trip: there only the rows are checked.)"""
-    on_postgresql = database.engine.dialect.name == "postgresql"
+    database: Database = probe.database
+    on_postgresql = database.is_postgresql
 
     async def in_a_transaction(session: AsyncSession) -> bool | None:
         if not on_postgresql:
@@ -146,15 +215,32 @@ async def test_a_query_session_on_postgresql_runs_outside_a_transaction_and_a_wr
         raw = connection.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
         return bool(raw._connection.is_in_transaction())  # type: ignore[union-attr]
 
-    for _ in range(2):
+    for n in range(2):
         async with database.reading() as session:
             await session.execute(select(database.tables.checkpoints))
             assert await in_a_transaction(session) in (False, None)
-        async with database.transaction() as uow:
-            await uow.save_checkpoints("c", {("t", 0): 5, ("t", 1): 7})
-            assert await in_a_transaction(uow.session) in (True, None)
+        async with database.transaction() as session:
+            await session.execute(text("SELECT 1"))
+            assert await in_a_transaction(session) in (True, None)
+        await probe.save_checkpoints([Checkpoint("c", "t", n, 5 + n)])
     async with database.reading() as session:
         rows = await session.execute(
             select(database.tables.checkpoints.c.partition, database.tables.checkpoints.c.next_offset)
         )
-        assert sorted(rows.all()) == [(0, 5), (1, 7)]
+        assert sorted(rows.all()) == [(0, 5), (1, 6)]
+
+
+async def test_a_table_made_by_an_earlier_version_gets_the_nullable_columns_added_since(database_url: str) -> None:
+    earlier, now = MetaData(), MetaData()
+    Table("things", earlier, Column("id", String(8), primary_key=True))
+    Table("things", now, Column("id", String(8), primary_key=True), Column("note", String(40), nullable=True))
+    engine = create_engine(database_url)
+    try:
+        await create_schema(engine, earlier)
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO things (id) VALUES ('a')"))
+        await create_schema(engine, now)
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SELECT id, note FROM things"))).all() == [("a", None)]
+    finally:
+        await engine.dispose()

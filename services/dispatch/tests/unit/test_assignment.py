@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -99,7 +100,7 @@ def assigned_case(category: str = "road_damage") -> list[Envelope]:
 
 def acknowledged_case() -> list[Envelope]:
     events = assigned_case()
-    return [*events, acknowledge(given(*events), acknowledgement_by(unit_of(events)), uuid.uuid4())]
+    return [*events, acknowledge(given(*events), acknowledgement_by(unit_of(events)))]
 
 
 def unit_of(events: list[Envelope]) -> str:
@@ -196,47 +197,49 @@ def test_a_closed_case_is_not_assigned() -> None:
 
 def test_the_assigned_unit_acknowledges_in_answer_to_the_assignment() -> None:
     events = assigned_case()
-    correlation_id = uuid.uuid4()
+    command = replace(acknowledgement_by("U-TRANSPORT"), subject="key-of-the-transport-bureau")
 
-    acknowledgement = acknowledge(given(*events), acknowledgement_by("U-TRANSPORT"), correlation_id)
+    acknowledgement = acknowledge(given(*events), command)
 
     assert isinstance(acknowledgement.payload, CaseAcknowledged)
     assert acknowledgement.payload.acknowledged_by == "wang.wei"
     assert acknowledgement.causation_id == events[-1].event_id
-    assert acknowledgement.correlation_id == correlation_id
-    assert acknowledgement.actor == Actor(id="wang.wei", role=ActorRole.UNIT, unit_id="U-TRANSPORT")
+    assert acknowledgement.correlation_id == command.correlation_id, "the request that asked for it"
+    assert acknowledgement.actor == Actor(
+        id="wang.wei", role=ActorRole.UNIT, unit_id="U-TRANSPORT", subject="key-of-the-transport-bureau"
+    ), "the authenticated caller named explicitly, as the command carries it"
     assert given(*events, acknowledgement).status is CaseStatus.ACKNOWLEDGED
 
 
 def test_acknowledging_for_another_unit_is_refused() -> None:
     with pytest.raises(NotAssignedToThisUnit, match="U-TRANSPORT"):
-        acknowledge(given(*assigned_case()), acknowledgement_by("U-POLICE"), uuid.uuid4())
+        acknowledge(given(*assigned_case()), acknowledgement_by("U-POLICE"))
 
 
 def test_acknowledging_twice_is_refused() -> None:
     with pytest.raises(NotAwaitingAcknowledgement):
-        acknowledge(given(*acknowledged_case()), acknowledgement_by("U-TRANSPORT"), uuid.uuid4())
+        acknowledge(given(*acknowledged_case()), acknowledgement_by("U-TRANSPORT"))
 
 
 def test_acknowledging_a_case_dispatch_never_heard_of_is_not_found() -> None:
     with pytest.raises(CaseNotFound):
-        acknowledge(given(), acknowledgement_by("U-TRANSPORT"), uuid.uuid4())
+        acknowledge(given(), acknowledgement_by("U-TRANSPORT"))
 
 
 def test_a_result_before_acknowledgement_is_refused() -> None:
     with pytest.raises(NotAcknowledged):
-        report_result(given(*assigned_case()), result_by("U-TRANSPORT"), uuid.uuid4())
+        report_result(given(*assigned_case()), result_by("U-TRANSPORT"))
 
 
 def test_a_result_from_another_unit_is_refused() -> None:
     with pytest.raises(NotAssignedToThisUnit):
-        report_result(given(*acknowledged_case()), result_by("U-POLICE"), uuid.uuid4())
+        report_result(given(*acknowledged_case()), result_by("U-POLICE"))
 
 
 def test_a_result_answers_the_acknowledgement() -> None:
     events = acknowledged_case()
 
-    result = report_result(given(*events), result_by("U-TRANSPORT"), uuid.uuid4())
+    result = report_result(given(*events), result_by("U-TRANSPORT"))
 
     assert isinstance(result.payload, CaseResultReported)
     assert result.payload.evidence == ("https://e.example/1.jpg",)
@@ -246,7 +249,7 @@ def test_a_result_answers_the_acknowledgement() -> None:
 
 def test_after_a_verification_failure_the_unit_reports_again() -> None:
     events = acknowledged_case()
-    first_result = report_result(given(*events), result_by("U-TRANSPORT", "坑已填平"), uuid.uuid4())
+    first_result = report_result(given(*events), result_by("U-TRANSPORT", "坑已填平"))
     failed = event_caused_by(
         first_result,
         CaseVerificationFailed(verified_by="li.na", note="坑还在"),
@@ -255,11 +258,9 @@ def test_after_a_verification_failure_the_unit_reports_again() -> None:
         decision="verification_failed",
     )
     with pytest.raises(NotAcknowledged):
-        report_result(given(*events, first_result), result_by("U-TRANSPORT"), uuid.uuid4())
+        report_result(given(*events, first_result), result_by("U-TRANSPORT"))
 
-    second_result = report_result(
-        given(*events, first_result, failed), result_by("U-TRANSPORT", "重新铺设路面"), uuid.uuid4()
-    )
+    second_result = report_result(given(*events, first_result, failed), result_by("U-TRANSPORT", "重新铺设路面"))
 
     assert isinstance(second_result.payload, CaseResultReported)
     assert second_result.payload.summary == "重新铺设路面"

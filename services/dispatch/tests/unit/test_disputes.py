@@ -172,14 +172,14 @@ def acknowledged_case(category: str = CATEGORY) -> History:
 
 def acknowledge_by_lead(history: History) -> History:
     command = AcknowledgeCase(case_id=CASE_ID, unit_id=history.lead, by="wang.wei", now=history.tick())
-    return history.add(acknowledge(history.case, command, uuid.uuid4()))
+    return history.add(acknowledge(history.case, command))
 
 
 def return_by_lead(history: History, limits: DisputeLimits = LIMITS) -> list[Envelope]:
     command = ReturnCase(
         case_id=CASE_ID, unit_id=history.lead, by="wang.wei", reason="不属于本单位", now=history.tick()
     )
-    events = return_case(history.case, command, REFERENCE, limits, uuid.uuid4())
+    events = return_case(history.case, command, REFERENCE, limits)
     history.add(*events)
     return events
 
@@ -193,7 +193,7 @@ def transfer_by_lead(history: History, to_unit_id: str) -> list[Envelope]:
         reason="应由对方处理",
         now=history.tick(),
     )
-    events = transfer_case(history.case, command, REFERENCE, LIMITS, uuid.uuid4())
+    events = transfer_case(history.case, command, REFERENCE, LIMITS)
     history.add(*events)
     return events
 
@@ -202,7 +202,7 @@ def fail_verification(history: History) -> None:
     command = ReportResult(
         case_id=CASE_ID, unit_id=history.lead, by="wang.wei", summary="已处理", evidence=(), now=history.tick()
     )
-    history.add(report_result(history.case, command, uuid.uuid4()))
+    history.add(report_result(history.case, command))
     history.caused(CaseVerificationFailed(verified_by="li.na", note="仍未处理"), "verification_failed")
 
 
@@ -286,13 +286,11 @@ def test_only_the_lead_returns_and_only_while_it_holds_the_case() -> None:
             ReturnCase(case_id=CASE_ID, unit_id="U-POLICE", by="x", reason="r", now=history.tick()),
             REFERENCE,
             LIMITS,
-            uuid.uuid4(),
         )
     history.add(
         report_result(
             history.case,
             ReportResult(case_id=CASE_ID, unit_id=history.lead, by="w", summary="s", evidence=(), now=history.tick()),
-            uuid.uuid4(),
         )
     )
     with pytest.raises(NotWithTheUnit):
@@ -345,7 +343,7 @@ def test_a_dispatcher_assigns_a_lead_and_assisting_units_before_acknowledgement(
         now=history.tick(),
     )
 
-    joint = assign_jointly(history.case, command, REFERENCE, uuid.uuid4())
+    joint = assign_jointly(history.case, command, REFERENCE)
     history.add(joint)
 
     assert isinstance(joint.payload, CaseAssigned)
@@ -354,12 +352,10 @@ def test_a_dispatcher_assigns_a_lead_and_assisting_units_before_acknowledgement(
     assert joint.actor == Actor(id="dispatcher-1", role=ActorRole.SUPERVISOR)
     assert history.lead == "U-HOUSING"
     with pytest.raises(NotAssignedToThisUnit):
-        acknowledge(
-            history.case, AcknowledgeCase(CASE_ID, "U-TRANSPORT", by="assistant", now=history.tick()), uuid.uuid4()
-        )
+        acknowledge(history.case, AcknowledgeCase(CASE_ID, "U-TRANSPORT", by="assistant", now=history.tick()))
     acknowledge_by_lead(history)
     with pytest.raises(JointAssignmentRefused):
-        assign_jointly(history.case, command, REFERENCE, uuid.uuid4())
+        assign_jointly(history.case, command, REFERENCE)
 
 
 def test_rework_stays_with_the_unit_until_the_rework_limit_then_goes_to_the_fallback_owner() -> None:
@@ -501,7 +497,7 @@ def ask_for_extension(history: History, unit_id: str | None = None, days: int = 
         due_at=history.now + timedelta(days=days),
         now=history.tick(),
     )
-    event = request_extension(history.case, command, uuid.uuid4())
+    event = request_extension(history.case, command)
     history.add(event)
     return event
 

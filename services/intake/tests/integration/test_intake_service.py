@@ -27,11 +27,11 @@ from caseloop_events.contracts.intake import (
 )
 from caseloop_events.contracts.supervision import CaseClosed, CaseReopened, CaseVerified, ClosureReason
 from caseloop_events.runtime.kafka import KafkaSettings
-from caseloop_events.runtime.service import ServiceRuntime
+from caseloop_events.runtime.service import Service
 from caseloop_events.testing.fixtures import DevelopmentCaller, eventually, publish, read_events
+from caseloop_intake.adapters import idempotency
 from caseloop_intake.app import create_app
 from caseloop_intake.config import IntakeSettings
-from caseloop_intake.service_layer import idempotency
 
 GRID = "3301100010010101"
 OTHER_GRID = "3301100010010201"
@@ -70,7 +70,7 @@ def a_round(**overrides: Any) -> dict[str, Any]:
 @dataclass
 class Intake:
     client: httpx.AsyncClient
-    runtime: ServiceRuntime
+    runtime: Service[Any, Any, Any]
     kafka: KafkaSettings
     clock: ManualClock
 
@@ -128,7 +128,7 @@ async def intake(database_url: str, kafka_settings: KafkaSettings, tmp_path: Pat
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, auth=DevelopmentCaller(), base_url="http://intake") as client:
-            intake = Intake(client, app.state.runtime, kafka_settings, clock)
+            intake = Intake(client, app.state.service, kafka_settings, clock)
             yield intake
             # Stop only once the relay is idle: on Python 3.11 its asyncio.wait_for swallows a
             # cancellation that lands just after a commit woke it, and the shutdown never ends.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -117,7 +118,7 @@ def screened(report: ReportCase, *earlier: EarlierCase) -> CaseAccepted | CaseRe
 
 def first_event(report: ReportCase, *earlier: EarlierCase) -> Envelope:
     case_id = case_id_for(report.source_system, report.external_id)
-    return screening_event(case_id, screened(report, *earlier), report, uuid.uuid4())
+    return screening_event(case_id, screened(report, *earlier), report)
 
 
 def given(*events: Envelope) -> IntakeCase:
@@ -325,18 +326,18 @@ def two_accepted_cases() -> tuple[Envelope, Envelope]:
 
 def test_a_supervisor_merges_an_accepted_case_into_another_open_accepted_case() -> None:
     original, repeat = two_accepted_cases()
-    correlation_id = uuid.uuid4()
+    command = replace(merging(repeat.case_id, original.case_id), subject="key-of-the-command-centre")
 
-    event = merge(given(repeat), given(original), merging(repeat.case_id, original.case_id), correlation_id)
+    event = merge(given(repeat), given(original), command)
 
     assert isinstance(event.payload, CasesMerged)
     assert event.case_id == repeat.case_id
     assert event.payload.into_case_id == original.case_id
     assert event.payload.into_case_no == given(original).case_no
     assert event.payload.merged_by == SUPERVISOR
-    assert event.actor == Actor(id=SUPERVISOR, role=ActorRole.SUPERVISOR)
+    assert event.actor == Actor(id=SUPERVISOR, role=ActorRole.SUPERVISOR, subject="key-of-the-command-centre")
     assert event.causation_id == repeat.event_id
-    assert event.correlation_id == correlation_id
+    assert event.correlation_id == command.correlation_id
     merged = given(repeat, event)
     assert merged.status is CaseStatus.MERGED
     assert merged.follows == original.case_id
@@ -345,7 +346,7 @@ def test_a_supervisor_merges_an_accepted_case_into_another_open_accepted_case() 
 def test_a_case_is_not_merged_into_itself() -> None:
     _, repeat = two_accepted_cases()
     with pytest.raises(CannotMergeIntoItself):
-        merge(given(repeat), given(repeat), merging(repeat.case_id, repeat.case_id), uuid.uuid4())
+        merge(given(repeat), given(repeat), merging(repeat.case_id, repeat.case_id))
 
 
 @pytest.mark.parametrize(
@@ -359,41 +360,41 @@ def test_only_an_accepted_case_is_merged(first: Callable[[], Envelope]) -> None:
     original, _ = two_accepted_cases()
     case_event: Envelope = first()
     with pytest.raises(CaseNotOwnAccepted):
-        merge(given(case_event), given(original), merging(case_event.case_id, original.case_id), uuid.uuid4())
+        merge(given(case_event), given(original), merging(case_event.case_id, original.case_id))
 
 
 def test_a_merged_case_is_not_merged_again() -> None:
     original, repeat = two_accepted_cases()
-    merged = merge(given(repeat), given(original), merging(repeat.case_id, original.case_id), uuid.uuid4())
+    merged = merge(given(repeat), given(original), merging(repeat.case_id, original.case_id))
     with pytest.raises(CaseNotOwnAccepted):
-        merge(given(repeat, merged), given(original), merging(repeat.case_id, original.case_id), uuid.uuid4())
+        merge(given(repeat, merged), given(original), merging(repeat.case_id, original.case_id))
 
 
 def test_a_case_is_merged_only_into_an_accepted_case_so_no_chain_of_followers_forms() -> None:
     original, repeat = two_accepted_cases()
     duplicate = first_event(a_report("HL-D"), an_open_case())
     with pytest.raises(TargetNotOwnAccepted):
-        merge(given(original), given(duplicate), merging(original.case_id, duplicate.case_id), uuid.uuid4())
+        merge(given(original), given(duplicate), merging(original.case_id, duplicate.case_id))
     rejected = first_event(a_report("HL-R", title="测试"))
     with pytest.raises(TargetNotOwnAccepted):
-        merge(given(repeat), given(rejected), merging(repeat.case_id, rejected.case_id), uuid.uuid4())
+        merge(given(repeat), given(rejected), merging(repeat.case_id, rejected.case_id))
 
 
 def test_closed_cases_are_neither_merged_nor_merged_into() -> None:
     original, repeat = two_accepted_cases()
     with pytest.raises(CaseAlreadyClosed):
-        merge(given(repeat, closed(repeat)), given(original), merging(repeat.case_id, original.case_id), uuid.uuid4())
+        merge(given(repeat, closed(repeat)), given(original), merging(repeat.case_id, original.case_id))
     with pytest.raises(TargetAlreadyClosed):
-        merge(given(repeat), given(original, closed(original)), merging(repeat.case_id, original.case_id), uuid.uuid4())
+        merge(given(repeat), given(original, closed(original)), merging(repeat.case_id, original.case_id))
 
 
 def test_merging_an_unknown_case_or_into_an_unknown_case_is_not_found() -> None:
     original, _ = two_accepted_cases()
     unknown = uuid.uuid4()
     with pytest.raises(CaseNotFound):
-        merge(IntakeCase(unknown), given(original), merging(unknown, original.case_id), uuid.uuid4())
+        merge(IntakeCase(unknown), given(original), merging(unknown, original.case_id))
     with pytest.raises(NotFound, match="into_case_id"):
-        merge(given(original), IntakeCase(unknown), merging(original.case_id, unknown), uuid.uuid4())
+        merge(given(original), IntakeCase(unknown), merging(original.case_id, unknown))
 
 
 # Unmerge
@@ -401,9 +402,9 @@ def test_merging_an_unknown_case_or_into_an_unknown_case_is_not_found() -> None:
 
 def test_unmerging_a_merged_case_restores_it_as_accepted() -> None:
     original, repeat = two_accepted_cases()
-    merged = merge(given(repeat), given(original), merging(repeat.case_id, original.case_id), uuid.uuid4())
+    merged = merge(given(repeat), given(original), merging(repeat.case_id, original.case_id))
 
-    [unmerged] = unmerge(given(repeat, merged), unmerging(repeat.case_id), uuid.uuid4())
+    [unmerged] = unmerge(given(repeat, merged), unmerging(repeat.case_id))
 
     assert isinstance(unmerged.payload, CaseUnmerged)
     assert unmerged.payload.from_case_id == original.case_id
@@ -419,7 +420,7 @@ def test_unmerging_a_duplicate_accepts_its_kept_report_for_judgment() -> None:
     linked = first_event(a_report(), original)
     command = unmerging(linked.case_id)
 
-    unmerged, accepted = unmerge(given(linked), command, uuid.uuid4())
+    unmerged, accepted = unmerge(given(linked), command)
 
     assert isinstance(unmerged.payload, CaseUnmerged)
     assert unmerged.payload.from_case_id == original.case_id
@@ -446,13 +447,13 @@ def test_unmerging_a_duplicate_accepts_its_kept_report_for_judgment() -> None:
 def test_only_a_merged_case_or_a_duplicate_is_unmerged(first: Callable[[], Envelope]) -> None:
     case_event: Envelope = first()
     with pytest.raises(NotMergedOrDuplicate):
-        unmerge(given(case_event), unmerging(case_event.case_id), uuid.uuid4())
+        unmerge(given(case_event), unmerging(case_event.case_id))
 
 
 def test_a_duplicate_closed_with_its_original_is_not_unmerged() -> None:
     linked = first_event(a_report(), an_open_case())
     with pytest.raises(CaseAlreadyClosed):
-        unmerge(given(linked, closed(linked)), unmerging(linked.case_id), uuid.uuid4())
+        unmerge(given(linked, closed(linked)), unmerging(linked.case_id))
 
 
 # Screening rounds

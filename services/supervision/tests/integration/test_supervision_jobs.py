@@ -1,6 +1,7 @@
 """supervision's handlers and background jobs on a real database (SQLite and PostgreSQL), driven
-by hand: events handed to the consumer's handler, a ManualClock, and callbacks answered by an
-httpx.MockTransport. No broker: what is proven here is the transaction logic."""
+by hand: the composed service, not started — events handed to it as a consumer's poll would hand
+them, commands as a request would send them, a ManualClock, and callbacks answered by an
+httpx.MockTransport. No broker: what is proven here is the logic of the units of work."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,7 +25,7 @@ from caseloop_events.contracts.dispatch import (
     CaseResultReported,
     CaseReturned,
 )
-from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, EventPayload, deterministic_id, new_event
+from caseloop_events.contracts.envelope import Envelope, EventPayload, deterministic_id
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -31,7 +33,6 @@ from caseloop_events.contracts.intake import (
     CasesMerged,
     CaseUnmerged,
 )
-from caseloop_events.contracts.reference import default_reference_dir, load_reference_data
 from caseloop_events.contracts.supervision import (
     CLOCK_AND_NOTICE_EVENTS,
     CaseClosed,
@@ -40,23 +41,25 @@ from caseloop_events.contracts.supervision import (
     FeedbackFailed,
     Rating,
     RegionMode,
-    RegionModeSwitched,
     region_stream_id,
 )
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
-from caseloop_events.runtime.consumer import Delivery
-from caseloop_events.runtime.unit_of_work import Database
+from caseloop_events.runtime.consumer import Incoming
+from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.service import Service
+from caseloop_events.runtime.streams import StreamCache
 from caseloop_events.testing.fixtures import causal_chain
-from caseloop_supervision.adapters.tables import feedback_deliveries, runtime_tables
-from caseloop_supervision.domain.clocks import ClockRules
+from caseloop_supervision.adapters import queries
+from caseloop_supervision.adapters.tables import feedback_deliveries
+from caseloop_supervision.adapters.views import CasePage, CaseView
+from caseloop_supervision.app import SUPERVISION, Supervision
+from caseloop_supervision.config import SupervisionSettings
 from caseloop_supervision.domain.decisions import EvaluateHandling, VerifyResult
 from caseloop_supervision.domain.feedback import FeedbackPolicy
 from caseloop_supervision.domain.model import FeedbackState
-from caseloop_supervision.service_layer import handlers, jobs
-from caseloop_supervision.service_layer.handlers import SupervisionServices
+from caseloop_supervision.service_layer import commands, timers
 
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
-RULES = ClockRules(load_reference_data(default_reference_dir()))
 WINDOW = timedelta(hours=72)
 POLICY = FeedbackPolicy(backoff_base=timedelta(seconds=5), backoff_cap=timedelta(minutes=5), max_attempts=8)
 CALLBACK = "http://source.example/callbacks/caseloop"
@@ -71,15 +74,22 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def services(database_url: str, clock: ManualClock) -> AsyncIterator[SupervisionServices]:
-    database = Database(database_url, runtime_tables, "test.caseloop.supervision.v1", clock)
-    await database.create_schema()
+async def services(database_url: str, clock: ManualClock, tmp_path: Path) -> AsyncIterator[Supervision]:
+    """supervision composed on the database, never started: no broker, no relay, no consumer, no timer."""
+    settings = SupervisionSettings(
+        database_url=database_url,
+        CASELOOP_DATA_DIR=tmp_path,
+        evaluation_window=WINDOW,
+        feedback_backoff=POLICY.backoff_base.total_seconds(),
+        feedback_backoff_cap=POLICY.backoff_cap.total_seconds(),
+        feedback_max_attempts=POLICY.max_attempts,
+    )
+    service = Service(SUPERVISION, settings, KafkaSettings(caseloop_topic_namespace="test"), clock)
+    await service.database.create_schema()
     try:
-        yield SupervisionServices(
-            database=database, clock=clock, rules=RULES, evaluation_window=WINDOW, feedback_policy=POLICY
-        )
+        yield service
     finally:
-        await database.dispose()
+        await service.database.dispose()
 
 
 def report(case_no: str, callback_url: str | None) -> dict[str, object]:
@@ -142,31 +152,55 @@ def events_of(case_id: uuid.UUID, *payloads: EventPayload) -> list[Envelope]:
     return causal_chain(case_id, payloads, T0, timedelta(minutes=1))
 
 
-async def consume(services: SupervisionServices, *events: Envelope, replaying: bool = False) -> None:
-    """What the consumer does with each record: the handler, once per event id, one transaction each."""
-    for offset, event in enumerate(events):
-        async with services.database.transaction() as uow:
-            if not await uow.is_processed(event.event_id):
-                await handlers.handle_event(services, uow, event, Delivery("test", 0, offset, replaying))
-                await uow.mark_processed(event.event_id)
+async def consume(services: Supervision, *events: Envelope, replaying: bool = False) -> None:
+    """What the consumer does with a poll of these records (those of types supervision reads), or,
+    ``replaying``, what a replay does with a batch of them."""
+    wanted = [
+        Incoming("test", 0, offset, event, event.model_dump_json())
+        for offset, event in enumerate(events)
+        if services.wants(event.type)
+    ]
+    if replaying:
+        await services.rebuild(wanted, [], StreamCache(100))
+    else:
+        await services.take(wanted, [])
 
 
-async def verify(services: SupervisionServices, case_id: uuid.UUID) -> None:
-    command = VerifyResult(passed=True, by="sup-1", note="", now=services.clock.now(), correlation_id=uuid.uuid4())
-    await handlers.verify_result(services, case_id, command)
+async def verify(services: Supervision, case_id: uuid.UUID) -> None:
+    command = VerifyResult(
+        case_id=case_id, passed=True, by="sup-1", note="", now=services.clock.now(), correlation_id=uuid.uuid4()
+    )
+    await services.handle(command)
 
 
-async def evaluate(services: SupervisionServices, case_id: uuid.UUID, rating: Rating) -> None:
-    command = EvaluateHandling(rating=rating, comment="", now=services.clock.now(), correlation_id=uuid.uuid4())
-    await handlers.evaluate_handling(services, case_id, command)
+async def evaluate(services: Supervision, case_id: uuid.UUID, rating: Rating) -> None:
+    command = EvaluateHandling(
+        case_id=case_id, rating=rating, comment="", now=services.clock.now(), correlation_id=uuid.uuid4()
+    )
+    await services.handle(command)
 
 
-async def log_of(services: SupervisionServices, case_id: uuid.UUID) -> list[Envelope]:
-    async with services.database.transaction() as uow:
-        return await uow.case_events(case_id)
+async def case_of(services: Supervision, case_id: uuid.UUID) -> CaseView:
+    return await queries.case_now(services.database, case_id, services.clock.now())
 
 
-async def emitted(services: SupervisionServices, event_type: str | None = None) -> list[Envelope]:
+async def cases_listed(services: Supervision, **filters: object) -> CasePage:
+    return await queries.list_cases(services.database, services.clock.now(), **filters)  # type: ignore[arg-type]
+
+
+async def closing_round(services: Supervision) -> int:
+    return await timers.close_cases_not_evaluated_in_time(services.handle, services.deps, services.clock)
+
+
+async def notice_round(services: Supervision) -> int:
+    return await timers.issue_due_notices(services.handle, services.deps, services.clock)
+
+
+async def feedback_round(services: Supervision, http: httpx.AsyncClient) -> int:
+    return await timers.deliver_due_feedback(services.handle, services.deps, services.clock, http)
+
+
+async def emitted(services: Supervision, event_type: str | None = None) -> list[Envelope]:
     """What supervision put in its outbox (to be published), oldest first; without a type, all but
     the clock and notice events (the clock tests look at those)."""
     outbox = services.database.tables.outbox
@@ -179,7 +213,7 @@ async def emitted(services: SupervisionServices, event_type: str | None = None) 
 
 
 async def test_a_verified_case_closes_when_the_evaluation_window_has_passed_and_only_once(
-    services: SupervisionServices, clock: ManualClock
+    services: Supervision, clock: ManualClock
 ) -> None:
     events = a_handled_case()
     case_id = events[0].case_id
@@ -188,21 +222,21 @@ async def test_a_verified_case_closes_when_the_evaluation_window_has_passed_and_
     verified = (await emitted(services, "case.verified"))[-1]
 
     clock.advance(WINDOW - timedelta(seconds=1))
-    assert await jobs.close_cases_not_evaluated_in_time(services) == 0
+    assert await closing_round(services) == 0
     clock.advance(timedelta(seconds=1))
-    assert await jobs.close_cases_not_evaluated_in_time(services) == 1
-    assert await jobs.close_cases_not_evaluated_in_time(services) == 0, "a second round finds nothing to do"
+    assert await closing_round(services) == 1
+    assert await closing_round(services) == 0, "a second round finds nothing to do"
 
     [closed] = await emitted(services, "case.closed")
     assert closed.payload == CaseClosed(reason=ClosureReason.NO_EVALUATION_IN_TIME)
     assert closed.causation_id == verified.event_id
     assert closed.event_id == deterministic_id(verified.event_id, "closed-no-evaluation-in-time")
-    view = await handlers.get_case(services, case_id)
+    view = await case_of(services, case_id)
     assert (view.status, view.closure_reason) == (CaseStatus.CLOSED, ClosureReason.NO_EVALUATION_IN_TIME)
 
 
 async def test_an_evaluated_case_is_left_to_its_evaluation_by_the_timer(
-    services: SupervisionServices, clock: ManualClock
+    services: Supervision, clock: ManualClock
 ) -> None:
     events = a_handled_case()
     case_id = events[0].case_id
@@ -210,14 +244,14 @@ async def test_an_evaluated_case_is_left_to_its_evaluation_by_the_timer(
     await verify(services, case_id)
     await evaluate(services, case_id, Rating.UNSATISFIED)
     clock.advance(2 * WINDOW)
-    assert await jobs.close_cases_not_evaluated_in_time(services) == 0
-    view = await handlers.get_case(services, case_id)
+    assert await closing_round(services) == 0
+    view = await case_of(services, case_id)
     assert (view.status, view.reopen_count) == (CaseStatus.REOPENED, 1)
     assert [e.type for e in await emitted(services)] == ["case.verified", "case.evaluated", "case.reopened"]
 
 
 async def test_feedback_that_failed_once_is_retried_after_the_back_off_with_the_same_idempotency_key(
-    services: SupervisionServices, clock: ManualClock
+    services: Supervision, clock: ManualClock
 ) -> None:
     received: list[httpx.Request] = []
 
@@ -230,20 +264,20 @@ async def test_feedback_that_failed_once_is_retried_after_the_back_off_with_the_
     await consume(services, *events)
     await verify(services, case_id)
     verified = (await emitted(services, "case.verified"))[-1]
-    [pending] = (await handlers.get_case(services, case_id)).feedback
+    [pending] = (await case_of(services, case_id)).feedback
     assert (pending.state, pending.about_event_id, pending.attempts) == (FeedbackState.PENDING, verified.event_id, 0)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(source_system)) as http:
-        assert await jobs.deliver_due_feedback(services, http) == 1
-        [retrying] = (await handlers.get_case(services, case_id)).feedback
+        assert await feedback_round(services, http) == 1
+        [retrying] = (await case_of(services, case_id)).feedback
         assert (retrying.state, retrying.attempts, retrying.error) == (FeedbackState.RETRYING, 1, "HTTP 503")
         assert retrying.next_attempt_at == clock.now() + timedelta(seconds=5)
-        assert await jobs.deliver_due_feedback(services, http) == 0, "not due before the back-off"
+        assert await feedback_round(services, http) == 0, "not due before the back-off"
         clock.advance(timedelta(seconds=5))
-        assert await jobs.deliver_due_feedback(services, http) == 1
-        assert await jobs.deliver_due_feedback(services, http) == 0, "delivered: never sent again"
+        assert await feedback_round(services, http) == 1
+        assert await feedback_round(services, http) == 0, "delivered: never sent again"
 
-    [delivered] = (await handlers.get_case(services, case_id)).feedback
+    [delivered] = (await case_of(services, case_id)).feedback
     assert (delivered.state, delivered.attempts, delivered.status_code) == (FeedbackState.DELIVERED, 2, 204)
     delivery_id = str(deterministic_id(verified.event_id, "feedback"))
     assert [r.headers["Idempotency-Key"] for r in received] == [delivery_id, delivery_id]
@@ -258,23 +292,23 @@ async def test_feedback_that_failed_once_is_retried_after_the_back_off_with_the_
     assert [e.event_id for e in done] == [deterministic_id(verified.event_id, "feedback-attempt:2")]
 
 
-async def test_feedback_gives_up_after_the_last_attempt(services: SupervisionServices, clock: ManualClock) -> None:
+async def test_feedback_gives_up_after_the_last_attempt(services: Supervision, clock: ManualClock) -> None:
     def unreachable(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    services = dataclasses.replace(services, feedback_policy=dataclasses.replace(POLICY, max_attempts=2))
+    services.deps = dataclasses.replace(services.deps, feedback_policy=dataclasses.replace(POLICY, max_attempts=2))
     events = a_handled_case(CALLBACK)
     case_id = events[0].case_id
     await consume(services, *events)
     await verify(services, case_id)
     async with httpx.AsyncClient(transport=httpx.MockTransport(unreachable)) as http:
-        assert await jobs.deliver_due_feedback(services, http) == 1
+        assert await feedback_round(services, http) == 1
         clock.advance(timedelta(seconds=5))
-        assert await jobs.deliver_due_feedback(services, http) == 1
+        assert await feedback_round(services, http) == 1
         clock.advance(timedelta(days=1))
-        assert await jobs.deliver_due_feedback(services, http) == 0
+        assert await feedback_round(services, http) == 0
 
-    [gave_up] = (await handlers.get_case(services, case_id)).feedback
+    [gave_up] = (await case_of(services, case_id)).feedback
     assert (gave_up.state, gave_up.attempts, gave_up.next_attempt_at) == (FeedbackState.GAVE_UP, 2, None)
     assert gave_up.error is not None
     assert gave_up.error.startswith("ConnectError")
@@ -283,7 +317,7 @@ async def test_feedback_gives_up_after_the_last_attempt(services: SupervisionSer
     assert last.payload.gave_up
 
 
-async def test_events_read_from_the_log_send_no_feedback(services: SupervisionServices) -> None:
+async def test_events_read_from_the_log_send_no_feedback(services: Supervision) -> None:
     """Reading supervision's own verification and closure back from the log (a replay, a restore
     from the topic) queues nothing: only emitting them does, so the source system is not told twice."""
     events = a_handled_case(CALLBACK)
@@ -307,7 +341,7 @@ async def test_events_read_from_the_log_send_no_feedback(services: SupervisionSe
         for e in own
     ]
     await consume(services, *other, *copies)
-    assert (await handlers.get_case(services, other[0].case_id)).status is CaseStatus.CLOSED
+    assert (await case_of(services, other[0].case_id)).status is CaseStatus.CLOSED
     async with services.database.reading() as session:
         queued = await session.scalar(
             select(func.count())
@@ -318,7 +352,7 @@ async def test_events_read_from_the_log_send_no_feedback(services: SupervisionSe
 
 
 async def test_closing_a_case_closes_the_duplicates_and_merged_cases_that_follow_it(
-    services: SupervisionServices,
+    services: Supervision,
 ) -> None:
     original = a_handled_case()
     original_id, original_no = original[0].case_id, original[0].payload.case_no  # type: ignore[attr-defined]
@@ -358,15 +392,15 @@ async def test_closing_a_case_closes_the_duplicates_and_merged_cases_that_follow
         assert closed.payload == CaseClosed(reason=ClosureReason.WITH_ORIGINAL_CASE, original_case_id=followed)
         assert closed.causation_id == closures[followed].event_id
         assert closed.event_id == deterministic_id(closures[followed].event_id, f"closed-with-original:{follower}")
-        view = await handlers.get_case(services, follower)
+        view = await case_of(services, follower)
         assert (view.status, view.closed_with_case_id) == (CaseStatus.CLOSED, followed)
-    assert (await handlers.get_case(services, unmerged)).status is CaseStatus.ACCEPTED
-    [feedback] = (await handlers.get_case(services, duplicate)).feedback
+    assert (await case_of(services, unmerged)).status is CaseStatus.ACCEPTED
+    [feedback] = (await case_of(services, duplicate)).feedback
     assert (feedback.about_event_id, feedback.state) == (closures[duplicate].event_id, FeedbackState.PENDING)
 
 
 async def test_a_link_read_after_its_original_closed_closes_the_follower_then_but_not_in_a_replay(
-    services: SupervisionServices, clock: ManualClock
+    services: Supervision, clock: ManualClock
 ) -> None:
     original = a_handled_case()
     original_id, original_no = original[0].case_id, original[0].payload.case_no  # type: ignore[attr-defined]
@@ -387,12 +421,12 @@ async def test_a_link_read_after_its_original_closed_closes_the_follower_then_bu
     closed_late = [e for e in await emitted(services, "case.closed") if e.case_id == late[0].case_id]
     assert [e.causation_id for e in closed_late] == [original_closure.event_id]
     assert closed_late[0].occurred_at >= late[-1].occurred_at
-    assert (await handlers.get_case(services, late[0].case_id)).status is CaseStatus.CLOSED
-    assert (await handlers.get_case(services, replayed[0].case_id)).status is CaseStatus.MERGED
+    assert (await case_of(services, late[0].case_id)).status is CaseStatus.CLOSED
+    assert (await case_of(services, replayed[0].case_id)).status is CaseStatus.MERGED
 
 
 async def test_the_case_list_filters_by_campaign_by_repeated_returns_and_by_any_unit_on_the_case(
-    services: SupervisionServices,
+    services: Supervision,
 ) -> None:
     bounced, straight = uuid.uuid4(), uuid.uuid4()
     returned = CaseReturned(unit_id="U-1", returned_by="h", reason="not ours")
@@ -412,7 +446,7 @@ async def test_the_case_list_filters_by_campaign_by_repeated_returns_and_by_any_
     )
 
     async def listed(**filters: object) -> set[uuid.UUID]:
-        page = await handlers.list_cases(services, **filters)  # type: ignore[arg-type]
+        page = await cases_listed(services, **filters)
         assert page.total == len(page.items)
         return {item.case_id for item in page.items}
 
@@ -426,31 +460,31 @@ async def test_the_case_list_filters_by_campaign_by_repeated_returns_and_by_any_
     assert await listed(unit_id="T-1") == {bounced}
     assert await listed(unit_id="U-9") == {bounced}
     assert await listed(unit_id="U-1", status="assigned") == {straight}
-    view = await handlers.get_case(services, bounced)
+    view = await case_of(services, bounced)
     assert (view.returns, view.unit_id, view.assisting_unit_ids) == (2, "T-1", ["U-9", "U-10"])
     assert view.holder.id == "T-1"
 
 
 async def test_the_notice_timer_issues_each_rung_once_and_a_mode_switch_retimes_open_cases_in_one_transaction(
-    services: SupervisionServices, clock: ManualClock
+    services: Supervision, clock: ManualClock
 ) -> None:
     case_id = uuid.uuid4()
     acknowledged = a_handled_case()[:4]
     events = events_of(case_id, *(e.payload for e in acknowledged))
     await consume(services, *events)
-    view = await handlers.get_case(services, case_id)
+    view = await case_of(services, case_id)
     assert view.deadline is not None
     assert view.deadline.clock is ClockKind.HANDLING
     started, due = view.deadline.started_at, view.deadline.due_at
     assert due - started == timedelta(days=7)
 
     clock.advance(due - clock.now() + timedelta(minutes=1))  # past the warning and the deadline
-    assert await jobs.issue_due_notices(services) == 2
-    assert await jobs.issue_due_notices(services) == 0, "each rung once"
-    page = await handlers.list_cases(services, overdue=True, notice="overdue", level="village")
+    assert await notice_round(services) == 2
+    assert await notice_round(services) == 0, "each rung once"
+    page = await cases_listed(services, overdue=True, notice="overdue", level="village")
     assert [c.case_id for c in page.items] == [case_id]
 
-    switch = handlers.SwitchRegionMode(
+    switch = commands.SwitchRegionMode(
         region_code="330110001",
         mode=RegionMode.EMERGENCY,
         by="commander-1",
@@ -458,42 +492,43 @@ async def test_the_notice_timer_issues_each_rung_once_and_a_mode_switch_retimes_
         now=clock.now(),
         correlation_id=uuid.uuid4(),
     )
-    switched = await handlers.switch_region_mode(services, switch)
+    switched = await commands.switch_region_mode(services.handle, services.deps.store, switch)
     assert (switched.mode, switched.cases_affected) == (RegionMode.EMERGENCY, 1)
-    assert (await handlers.switch_region_mode(services, switch)).cases_affected == 0, "already in that mode"
-    view = await handlers.get_case(services, case_id)
+    again = await commands.switch_region_mode(services.handle, services.deps.store, switch)
+    assert again.cases_affected == 0, "already in that mode"
+    view = await case_of(services, case_id)
     assert view.sla_profile == "emergency"
     assert view.deadline is not None
     assert view.deadline.due_at == started + timedelta(hours=24)
     assert [n.rung for n in view.notices] == ["warning", "overdue"], "rungs of the phase are not issued again"
-    assert await jobs.issue_due_notices(services) == 2, "yellow and red: 36 and 48 hours are long past"
-    assert (await handlers.get_region_mode(services, "330110001")).mode is RegionMode.EMERGENCY
+    assert await notice_round(services) == 2, "yellow and red: 36 and 48 hours are long past"
+    assert (await queries.region_mode(services.database, "330110001"))[0] is RegionMode.EMERGENCY
     switched_events = await emitted(services, "region.mode_switched")
     assert len(switched_events) == 1
     assert switched_events[0].case_id == region_stream_id("330110001")
 
 
-async def test_a_mode_switch_read_earlier_in_the_same_transaction_times_the_next_event_of_a_case(
-    services: SupervisionServices, clock: ManualClock
+async def test_a_mode_switch_times_the_next_event_of_a_case_of_the_region_at_once(
+    services: Supervision, clock: ManualClock
 ) -> None:
-    """The regions in emergency mode are read once per transaction (a consumer's poll), so a switch
-    handled in that transaction must drop what was read: the acknowledgement after it starts the
-    handling clock on the emergency profile (24 hours), not the general one (7 days)."""
+    """The regions in emergency mode are kept for a second; a switch this process makes forgets them,
+    so the acknowledgement right after it starts the handling clock on the emergency profile (24
+    hours), not the general one (7 days)."""
     case_id = uuid.uuid4()
     up_to_ack = events_of(case_id, *(e.payload for e in a_handled_case()[:4]))
-    switch = new_event(
-        RegionModeSwitched(
-            region_code="330110001", region_level="town", mode=RegionMode.EMERGENCY, switched_by="c", reason="flood"
-        ),
-        case_id=region_stream_id("330110001"),
-        actor=Actor(id="c", role=ActorRole.SUPERVISOR),
-        occurred_at=up_to_ack[2].occurred_at,
+    await consume(services, *up_to_ack[:3])
+    await services.deps.store.regions_in_emergency_mode()  # read, and kept
+    switch = commands.SwitchRegionMode(
+        region_code="330110001",
+        mode=RegionMode.EMERGENCY,
+        by="c",
+        reason="flood",
+        now=clock.now(),
         correlation_id=uuid.uuid4(),
     )
-    async with services.database.transaction() as uow:
-        for offset, event in enumerate([*up_to_ack[:3], switch, up_to_ack[3]]):
-            await handlers.handle_event(services, uow, event, Delivery("test", 0, offset, False))
-    view = await handlers.get_case(services, case_id)
+    await commands.switch_region_mode(services.handle, services.deps.store, switch)
+    await consume(services, up_to_ack[3])
+    view = await case_of(services, case_id)
     assert view.deadline is not None
     assert view.deadline.clock is ClockKind.HANDLING
     assert view.deadline.due_at - view.deadline.started_at == timedelta(hours=24)

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from caseloop_events.contracts.reference import default_reference_dir, load_reference_data
+from caseloop_events.runtime.service import run_periodically
 from caseloop_events.testing.fixtures import eventually
 from caseloop_supervision.adapters.callbacks import post_feedback
 from caseloop_supervision.app import warn_about_the_calendar
-from caseloop_supervision.service_layer import jobs
 
 DELIVERY = uuid.uuid4()
 BODY = json.dumps({"case_id": str(uuid.uuid4()), "status": "verified"})
@@ -30,7 +30,7 @@ async def test_a_round_that_fails_is_logged_and_the_job_goes_on(caplog: pytest.L
             raise RuntimeError("database unavailable")
         return 0
 
-    job = asyncio.create_task(jobs.run_periodically("auto-closure", 0.01, step))
+    job = asyncio.create_task(run_periodically("auto-closure", 0.01, step))
     try:
         await eventually(lambda: len(rounds) >= 3, timeout=5)
     finally:

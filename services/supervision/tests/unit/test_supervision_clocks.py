@@ -48,6 +48,7 @@ from caseloop_events.contracts.supervision import (
     region_stream_id,
 )
 from caseloop_events.contracts.triage import CaseJudged, JudgedBy
+from caseloop_supervision.adapters.views import case_view
 from caseloop_supervision.domain.clocks import (
     CaseNotOpen,
     ClockRules,
@@ -63,7 +64,6 @@ from caseloop_supervision.domain.clocks import (
     urge,
 )
 from caseloop_supervision.domain.model import SupervisedCase, evolve, fold
-from caseloop_supervision.service_layer.views import case_view
 
 RULES = ClockRules(load_reference_data(default_reference_dir()))
 #: Monday 23 November 2026, 09:00 region time.
@@ -348,7 +348,13 @@ def test_an_approved_extension_moves_the_deadline_and_the_ladder_starts_over_aga
     )
     assert story.case.pending_extension is not None
     decision = DecideExtension(
-        approved=True, by="sup", note="ok", due_at=None, now=T0 + timedelta(hours=27), correlation_id=uuid.uuid4()
+        case_id=story.case_id,
+        approved=True,
+        by="sup",
+        note="ok",
+        due_at=None,
+        now=T0 + timedelta(hours=27),
+        correlation_id=uuid.uuid4(),
     )
     decided, extended = story.decided(decide_extension(story.case, decision), decision.now)
     assert isinstance(decided.payload, ExtensionDecided)
@@ -368,7 +374,9 @@ def test_a_refused_extension_leaves_the_deadline_and_a_decision_needs_a_pending_
     story = Story()
     story.acknowledged_case()
     now = T0 + timedelta(days=1)
-    refuse = DecideExtension(approved=False, by="sup", note="no", due_at=None, now=now, correlation_id=uuid.uuid4())
+    refuse = DecideExtension(
+        case_id=story.case_id, approved=False, by="sup", note="no", due_at=None, now=now, correlation_id=uuid.uuid4()
+    )
     with pytest.raises(NoExtensionPending):
         decide_extension(story.case, refuse)
     due = story.case.handling_clock.due_at  # type: ignore[union-attr]
@@ -388,12 +396,20 @@ def test_an_extension_must_move_the_deadline_later_and_needs_a_clock_that_still_
     due = story.case.handling_clock.due_at  # type: ignore[union-attr]
     now = T0 + timedelta(days=1)
     story.happen(ExtensionRequested(unit_id="U-1", requested_by="w", reason="r", requested_due_at=due), now)
-    approve = DecideExtension(approved=True, by="sup", note="", due_at=None, now=now, correlation_id=uuid.uuid4())
+    approve = DecideExtension(
+        case_id=story.case_id, approved=True, by="sup", note="", due_at=None, now=now, correlation_id=uuid.uuid4()
+    )
     with pytest.raises(InvalidInput, match=r"due_at: .* not after the current one"):
         decide_extension(story.case, approve)
     story.happen(reported(), now)
     later = DecideExtension(
-        approved=True, by="sup", note="", due_at=due + timedelta(days=1), now=now, correlation_id=uuid.uuid4()
+        case_id=story.case_id,
+        approved=True,
+        by="sup",
+        note="",
+        due_at=due + timedelta(days=1),
+        now=now,
+        correlation_id=uuid.uuid4(),
     )
     with pytest.raises(NoClockToExtend):
         decide_extension(story.case, later)
@@ -461,7 +477,9 @@ def test_closing_a_case_stops_every_clock_still_counting() -> None:
 def test_a_supervisor_urges_an_open_case_at_any_time_but_not_a_closed_one() -> None:
     story = Story()
     story.acknowledged_case()
-    command = UrgeCase(by="sup", note="faster", now=T0 + timedelta(hours=2), correlation_id=uuid.uuid4())
+    command = UrgeCase(
+        case_id=story.case_id, by="sup", note="faster", now=T0 + timedelta(hours=2), correlation_id=uuid.uuid4()
+    )
     [urged] = story.decided(urge(story.case, command), command.now)
     assert isinstance(urged.payload, CaseUrged)
     assert urged.payload.unit_id == "U-1"
@@ -525,7 +543,9 @@ def test_an_approved_extension_gives_way_to_emergency_mode_and_comes_back_with_t
     now = T0 + timedelta(days=2)
     granted = T0 + timedelta(days=20)
     story.happen(ExtensionRequested(unit_id="U-1", requested_by="w", reason="r", requested_due_at=granted), now)
-    decision = DecideExtension(approved=True, by="sup", note="", due_at=None, now=now, correlation_id=uuid.uuid4())
+    decision = DecideExtension(
+        case_id=story.case_id, approved=True, by="sup", note="", due_at=None, now=now, correlation_id=uuid.uuid4()
+    )
     story.decided(decide_extension(story.case, decision), now)
 
     def switch(mode: RegionMode, at: datetime) -> None:
@@ -588,7 +608,13 @@ def test_an_extension_is_not_granted_while_a_return_pauses_the_clock() -> None:
     )
     story.happen(CaseReturned(unit_id="U-1", returned_by="w", reason="r"), T0 + timedelta(hours=3))
     approve = DecideExtension(
-        approved=True, by="sup", note="", due_at=None, now=T0 + timedelta(hours=4), correlation_id=uuid.uuid4()
+        case_id=story.case_id,
+        approved=True,
+        by="sup",
+        note="",
+        due_at=None,
+        now=T0 + timedelta(hours=4),
+        correlation_id=uuid.uuid4(),
     )
     with pytest.raises(NoClockToExtend):
         decide_extension(story.case, approve)

@@ -90,12 +90,19 @@ def a_case_with(*payloads: EventPayload) -> SupervisedCase:
 
 def verify_command(passed: bool) -> VerifyResult:
     return VerifyResult(
-        passed=passed, by="supervisor-1", note="", now=T0 + timedelta(hours=1), correlation_id=uuid.uuid4()
+        case_id=CASE,
+        passed=passed,
+        by="supervisor-1",
+        note="",
+        now=T0 + timedelta(hours=1),
+        correlation_id=uuid.uuid4(),
     )
 
 
 def evaluate_command(rating: Rating) -> EvaluateHandling:
-    return EvaluateHandling(rating=rating, comment="", now=T0 + timedelta(hours=2), correlation_id=uuid.uuid4())
+    return EvaluateHandling(
+        case_id=CASE, rating=rating, comment="", now=T0 + timedelta(hours=2), correlation_id=uuid.uuid4()
+    )
 
 
 def test_a_reported_result_verified_as_done_is_verified_by_the_supervisor() -> None:
@@ -134,7 +141,11 @@ def test_a_satisfied_evaluation_closes_the_case_as_its_consequence() -> None:
 def test_an_unsatisfied_evaluation_reopens_the_case_as_its_consequence() -> None:
     events = chain(*HANDLED, CaseVerified(verified_by="s"))
     command = EvaluateHandling(
-        rating=Rating.UNSATISFIED, comment="still smells", now=T0 + timedelta(hours=2), correlation_id=uuid.uuid4()
+        case_id=CASE,
+        rating=Rating.UNSATISFIED,
+        comment="still smells",
+        now=T0 + timedelta(hours=2),
+        correlation_id=uuid.uuid4(),
     )
     evaluated, reopened = evaluate(fold(CASE, events), command)
     assert isinstance(reopened.payload, CaseReopened)

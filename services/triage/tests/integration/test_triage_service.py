@@ -39,7 +39,7 @@ from caseloop_events.contracts.intake import (
 from caseloop_events.contracts.supervision import CaseClosed, CaseVerified, ClosureReason
 from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview
 from caseloop_events.runtime.kafka import KafkaSettings
-from caseloop_events.runtime.service import ServiceRuntime
+from caseloop_events.runtime.service import Service
 from caseloop_events.testing.fixtures import DevelopmentCaller, eventually, publish, read_events, read_topic
 from caseloop_triage.app import create_app
 from caseloop_triage.config import TriageSettings
@@ -51,7 +51,7 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 @dataclass
 class Triage:
     client: httpx.AsyncClient
-    runtime: ServiceRuntime
+    runtime: Service[Any, Any, Any]
     kafka: KafkaSettings
 
     async def accept(self, *events: Envelope, raw: bytes | None = None) -> None:
@@ -164,7 +164,7 @@ async def triage(database_url: str, kafka_settings: KafkaSettings, tmp_path: Pat
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, auth=DevelopmentCaller(), base_url="http://triage") as client:
-            triage = Triage(client, app.state.runtime, kafka_settings)
+            triage = Triage(client, app.state.service, kafka_settings)
             yield triage
             # Stop only once the relay is idle: on Python 3.11 its asyncio.wait_for swallows a
             # cancellation that lands just after a commit woke it, and the shutdown never ends.

@@ -4,6 +4,7 @@ then these events."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -128,7 +129,7 @@ def a_choice(
 
 def officer_judges(case: TriageCase, choice: OfficerChoice, correlation_id: uuid.UUID | None = None) -> Envelope:
     command = JudgeCase(case_id=CASE_ID, choice=choice, now=LATER + timedelta(hours=1))
-    return judge_by_officer(case, command, REFERENCE, correlation_id or uuid.uuid4())
+    return judge_by_officer(case, replace(command, correlation_id=correlation_id or uuid.uuid4()), REFERENCE)
 
 
 def queued_case() -> list[Envelope]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -183,11 +182,6 @@ def deterministic_id(cause_id: uuid.UUID, decision: str) -> uuid.UUID:
     return uuid.uuid5(CASELOOP_NAMESPACE, f"{cause_id}:{decision}")
 
 
-#: The authenticated caller of the request being handled (set by the HTTP layer once the
-#: credentials hold): events a request creates carry it in their actor.
-ACTING_SUBJECT: ContextVar[str | None] = ContextVar("caseloop_acting_subject", default=None)
-
-
 def new_event(
     payload: EventPayload,
     *,
@@ -198,12 +192,7 @@ def new_event(
     causation_id: uuid.UUID | None = None,
     event_id: uuid.UUID | None = None,
 ) -> Envelope:
-    """Wrap a payload in its envelope; type, version and producer come from the payload class.
-
-    A person's or system's act made during a request names the authenticated caller as well."""
-    subject = ACTING_SUBJECT.get()
-    if subject is not None and actor.subject is None and actor.role is not ActorRole.SYSTEM:
-        actor = actor.model_copy(update={"subject": subject})
+    """Wrap a payload in its envelope; type, version and producer come from the payload class."""
     return Envelope(
         event_id=event_id or uuid.uuid4(),
         type=payload.event_type,

@@ -37,8 +37,6 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from caseloop_events.contracts.envelope import ACTING_SUBJECT
-
 log = logging.getLogger(__name__)
 
 DEVELOPMENT_KEY_PREFIX = "dev:"
@@ -388,7 +386,6 @@ async def authenticated(
         raise
     limiter.take(f"caller:{principal.subject}")
     request.state.principal = principal
-    ACTING_SUBJECT.set(principal.subject)
     return principal
 
 

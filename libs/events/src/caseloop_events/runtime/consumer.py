@@ -1,6 +1,12 @@
-"""The consumer runtime: reads topics with manual partition assignment, seeks to the
-checkpoints kept in the service's database, and hands each event to the service's handler
-in the same transaction that records the event id and the new position (DESIGN.md §3)."""
+"""The consumer runtime: reads topics with manual partition assignment, seeks to the checkpoints
+kept in the service's database, and hands each poll's events to the service in one unit of work
+that also writes the checkpoints (DESIGN.md §3, ADR 0011, ADR 0014).
+
+A record whose type the service declares no handler for is skipped without touching the database:
+its partition's position moves in memory and is written with the next unit of work (or after a
+second of nothing else to write). A poll whose handling fails is handled again record by record,
+so only a poison record is dead-lettered.
+"""
 
 from __future__ import annotations
 
@@ -9,50 +15,48 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from caseloop_events.contracts.envelope import Envelope, UnknownEventType
-from caseloop_events.runtime.unit_of_work import Database, UnitOfWork
+from caseloop_events.contracts.envelope import Envelope, UnknownEventType, payload_class_for
+from caseloop_events.runtime.kafka import record_event_id, record_event_type
+from caseloop_events.runtime.unit_of_work import Checkpoint, VersionConflict
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """Where an event came from, and whether it is being replayed (no decisions, no side effects)."""
-
-    topic: str
-    partition: int
-    offset: int
-    replaying: bool = False
-
-
-EventHandler = Callable[[UnitOfWork, Envelope, Delivery], Awaitable[None]]
 
 #: How often a handler that raises is tried before its event is dead-lettered. Database
 #: outages are not counted: the consumer waits for the database rather than skip events.
 HANDLER_ATTEMPTS = 3
 
 #: Errors that say the database is unreachable or busy, not that the event is bad.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError, OSError, VersionConflict)
 #: PostgreSQL's deadlock and serialization failures: the transaction lost a race, the event is fine.
 LOST_RACE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether the error says "try again later" (the database) rather than "this event is bad"."""
+    """Whether the error says "try again later" (the database, a lost race) rather than "this event is bad"."""
     if isinstance(error, TRANSIENT_ERRORS):
         return True
-    return isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) in LOST_RACE_SQLSTATES
+    if isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) in LOST_RACE_SQLSTATES:
+        return True
+    # asyncpg's own errors, met on the connections the runtime drives directly.
+    return getattr(error, "sqlstate", None) in LOST_RACE_SQLSTATES or type(error).__name__ in {
+        "ConnectionDoesNotExistError",
+        "InterfaceError",
+        "ConnectionFailureError",
+        "TooManyConnectionsError",
+        "CannotConnectNowError",
+    }
 
 
 #: How long one poll waits for records: as short as asyncio allows. A broker that answers an
@@ -64,6 +68,58 @@ FETCH_MAX_WAIT_MS = 10
 #: The longest a caught-up consumer rests, not fetching, before it asks the broker again: what an
 #: event arriving at an idle service may wait at most. The rest doubles from 2 ms up to this.
 MAX_IDLE_WAIT = 0.05
+#: How long a consumer back from a rest waits between two looks whether the broker answered its
+#: fetch: none, it only lets the event loop run (the answer comes within a millisecond, and the
+#: sooner it is seen, the fewer fetches aiokafka sends before the next rest: ~2 instead of ~7).
+ANSWER_CHECK_INTERVAL = 0.0
+#: The longest one call of ``FetchPacer.rest_when_caught_up`` rests before the consumer polls again
+#: (and writes the positions it moved past skipped records).
+RESTING_AT_MOST = 0.5
+#: How long positions moved only past skipped records may wait before they are written on their own.
+CHECKPOINT_DELAY = 1.0
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """An event read from a topic: where it came from, and its JSON as it came."""
+
+    topic: str
+    partition: int
+    offset: int
+    event: Envelope
+    stored: str
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What a unit of work made of the events it was given."""
+
+    handled: int
+    duplicates: int
+
+
+class EventSink(Protocol):
+    """What a consumer hands events to: the service (``caseloop_events.runtime.service``)."""
+
+    def wants(self, event_type: str) -> bool:
+        """Whether the service declares a handler for this type of event."""
+        ...
+
+    async def take(self, events: Sequence[Incoming], checkpoints: Sequence[Checkpoint]) -> Handled:
+        """Handle the events and write the checkpoints, in one unit of work."""
+        ...
+
+    async def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None: ...
+
+    async def stored_checkpoints(self, consumer: str) -> dict[tuple[str, int], tuple[int, str | None]]: ...
+
+
+class HandlerFailed(Exception):
+    """The service's handler raised on this event (the cause is the handler's error)."""
+
+    def __init__(self, event_id: UUID) -> None:
+        super().__init__(f"the handler failed on {event_id}")
+        self.event_id = event_id
 
 
 class EventConsumer:
@@ -75,34 +131,36 @@ class EventConsumer:
         name: str,
         topics: tuple[str, ...],
         bootstrap_servers: str,
-        database: Database,
-        handle: EventHandler,
+        sink: EventSink,
         deadletter: AIOKafkaProducer,
         deadletter_topic: str,
-        replaying: bool = False,
         max_records: int = 500,
         max_idle_wait: float = MAX_IDLE_WAIT,
     ) -> None:
         self.name = name
         self._topics = topics
         self._bootstrap_servers = bootstrap_servers
-        self._database = database
-        self._handle = handle
+        self._sink = sink
         #: Where dead letters go out (the runtime puts in a new producer when one failed).
         self.deadletter = deadletter
         self._deadletter_topic = deadletter_topic
-        self._replaying = replaying
         self._max_records = max_records
         self._max_idle_wait = max_idle_wait
         self._pacer = FetchPacer(None, max_idle_wait)
         self._consumer: AIOKafkaConsumer | None = None
+        #: Records read (handled, duplicates, skipped as not wanted, dead-lettered).
         self.processed_total = 0
-        #: Events handed to the handler, and events skipped because their id was processed before
-        #: (a redelivery, a republished topic): together they make ``processed_total``.
+        #: Events handed to the service's handlers, and events found in their stream already (a
+        #: redelivery, a republished topic); records of types the service has no handler for.
         self.handled_total = 0
         self.duplicates_total = 0
+        self.skipped_total = 0
         self.deadlettered_total = 0
+        #: Where each partition stands: the next offset to read, in memory.
         self.positions: dict[TopicPartition, int] = {}
+        # Positions past skipped records, not written yet, and since when.
+        self._unwritten: dict[TopicPartition, Checkpoint] = {}
+        self._unwritten_since: float | None = None
 
     async def start(self) -> None:
         """Connect, assign every partition of the topics, and seek to the stored checkpoints."""
@@ -134,22 +192,18 @@ class EventConsumer:
             await asyncio.sleep(0.2)
         raise RuntimeError(f"topic {topic} has no partitions; was it created?")
 
-    async def _stored_checkpoints(self) -> dict[TopicPartition, int]:
-        table = self._database.tables.checkpoints
-        async with self._database.reading() as session:
-            rows = await session.execute(
-                select(table.c.topic, table.c.partition, table.c.next_offset).where(table.c.consumer == self.name)
-            )
-            return {TopicPartition(topic, partition): offset for topic, partition, offset in rows}
-
     async def stop(self) -> None:
+        """Write the positions not written yet (if the database answers), and disconnect."""
+        if self._unwritten:
+            with suppress(Exception):
+                await self._write_unwritten()
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
 
     async def run(self) -> None:
         """Consume until cancelled. A broker or database outage is waited out: after it, the
-        consumer seeks back to the database checkpoints, so a half-processed batch is re-read."""
+        consumer seeks back to the database checkpoints, so a half-processed poll is read again."""
         backoff = 0.5
         while True:
             try:
@@ -162,19 +216,24 @@ class EventConsumer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 with suppress(Exception):
+                    self._unwritten.clear()
+                    self._unwritten_since = None
                     await self._seek_to_checkpoints()
 
     async def _seek_to_checkpoints(self) -> None:
         assert self._consumer is not None
-        stored = await self._stored_checkpoints()
+        stored = await self._sink.stored_checkpoints(self.name)
+        checkpoints: dict[TopicPartition, tuple[int, str | None]] = {
+            TopicPartition(topic, partition): at for (topic, partition), at in stored.items()
+        }
         for tp in self.positions:
-            if tp in stored:
-                self._consumer.seek(tp, stored[tp])
+            if tp in checkpoints:
+                self._consumer.seek(tp, checkpoints[tp][0])
             else:
                 await self._consumer.seek_to_beginning(tp)
-            self.positions[tp] = stored.get(tp, 0)
+            self.positions[tp] = checkpoints.get(tp, (0, None))[0]
         try:
-            changed = await self._log_changed_under(stored)
+            changed = await self._log_changed_under(checkpoints)
         except Exception:  # the broker went away again: the next seek checks again
             log.warning("%s: could not check the records before the checkpoints", self.name, exc_info=True)
             changed = []
@@ -189,134 +248,187 @@ class EventConsumer:
             await self._consumer.seek_to_beginning(tp)
             self.positions[tp] = 0
 
-    async def _log_changed_under(self, checkpoints: dict[TopicPartition, int]) -> list[TopicPartition]:
-        """The partitions whose record just before the checkpoint is not one this consumer
-        processed: the broker lost the end of the partition, and what was written there since is
-        another record, which reading on from the checkpoint would pass over."""
-        before = {tp: offset - 1 for tp, offset in checkpoints.items() if offset > 0 and tp in self.positions}
+    async def _log_changed_under(
+        self, checkpoints: dict[TopicPartition, tuple[int, str | None]]
+    ) -> list[TopicPartition]:
+        """The partitions whose record just before the checkpoint is not the one the consumer read
+        there: the broker lost the end of the partition, and what was written there since is
+        another record, which reading on from the checkpoint would pass over (ADR 0010)."""
+        before = {
+            tp: offset - 1
+            for tp, (offset, last_event_id) in checkpoints.items()
+            if offset > 0 and last_event_id is not None and tp in self.positions
+        }
         if not before:
             return []
         found = await records_at(self._bootstrap_servers, before)
-        ids = {tp: event_id for tp, record in found.items() if (event_id := _event_id_in(record)) is not None}
-        async with self._database.transaction() as uow:
-            processed = await uow.processed_among([UUID(i) for i in ids.values()])
-        return [tp for tp, event_id in ids.items() if UUID(event_id) not in processed]
+        return [tp for tp in before if tp not in found or record_event_id(found[tp]) != checkpoints[tp][1]]
 
     async def poll_once(self, timeout_ms: int = 500) -> int:
-        """Fetch and process one batch, in one transaction; returns how many records it held.
-        With nothing new on any partition, rest a little first (``FetchPacer``)."""
+        """Fetch and process one poll; returns how many records it held. With nothing new on any
+        partition, rest a little first (``FetchPacer``)."""
         assert self._consumer is not None, "start() first"
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
         if not batches:
+            await self._write_unwritten_when_due()
             await self._pacer.rest_when_caught_up(self.positions.keys())
             return 0
         self._pacer.got_records()
-        await self._process_together(batches)
+        await self._process(batches)
+        await self._write_unwritten_when_due()
         return sum(len(records) for records in batches.values())
 
-    async def _process_together(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        """Every record of one poll in one transaction: the handler's changes, the processed event
-        ids and each partition's checkpoint commit together, as for a single event (DESIGN.md §3),
-        at the cost of one commit per poll instead of one per event. Records that do not decode,
-        or a handler that fails, send the poll the long way instead: record by record, each in its
-        own transaction, so only the bad one is retried and dead-lettered."""
-        decoded: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], Envelope]] = []
+    async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """The poll's wanted events in one unit of work with every partition's checkpoint. A record
+        that does not decode, or a handler that fails, sends the poll the long way instead: record
+        by record, so that only the bad one is retried and dead-lettered."""
+        wanted: list[Incoming] = []
         for tp, records in batches.items():
             for record in records:
-                try:
-                    decoded.append((tp, record, Envelope.model_validate_json(record.value or b"")))
-                except (ValidationError, UnknownEventType, ValueError):
+                kind = self._kind_of(record)
+                if kind is _Kind.POISON:
                     return await self._process_one_by_one(batches)
+                if kind is _Kind.WANTED:
+                    incoming = decoded(tp, record)
+                    if incoming is None:
+                        return await self._process_one_by_one(batches)
+                    wanted.append(incoming)
+        checkpoints = {tp: self._checkpoint(tp, records[-1]) for tp, records in batches.items()}
+        if wanted:
+            try:
+                taken = await self._take(wanted, [*self._unwritten_merged(checkpoints).values()])
+            except HandlerFailed as failed:
+                log.warning(
+                    "%s: the handler failed on %s in a poll of %d events; handling the poll record by record",
+                    self.name,
+                    failed.event_id,
+                    len(wanted),
+                    exc_info=failed.__cause__,
+                )
+                return await self._process_one_by_one(batches, tried_once=failed.event_id)
+            self._written()
+            self.handled_total += taken.handled
+            self.duplicates_total += taken.duplicates
+        else:
+            self._remember_unwritten(checkpoints)
+        for tp, records in batches.items():
+            self.positions[tp] = records[-1].offset + 1
+        read = sum(len(records) for records in batches.values())
+        self.skipped_total += read - len(wanted)
+        self.processed_total += read
+
+    async def _take(self, events: Sequence[Incoming], checkpoints: Sequence[Checkpoint]) -> Handled:
+        """Hand the events to the service; a database outage or a lost race is waited out and the
+        same events handed again, as often as it takes."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                handled, duplicates = await self._handle_in_one_transaction(decoded)
-                break
+                return await self._sink.take(events, checkpoints)
             except asyncio.CancelledError:
                 raise
-            except _HandlerFailed as failed:
-                log.warning(
-                    "%s: the handler failed on %s in a batch of %d; handling the batch event by event",
-                    self.name,
-                    failed.event_id,
-                    len(decoded),
-                    exc_info=failed.__cause__,
-                )
-                return await self._process_one_by_one(batches, tried_once=failed.event_id)
+            except HandlerFailed:
+                raise
             except Exception as error:
-                if is_transient(error):
-                    log.warning("database unavailable while handling a batch (%s); retrying", error)
-                    await asyncio.sleep(min(0.5 * attempt, 5.0))
-                    continue
-                log.warning(
-                    "%s: a batch of %d failed; handling it event by event", self.name, len(decoded), exc_info=True
-                )
-                return await self._process_one_by_one(batches)
-        for tp, records in batches.items():
-            self.positions[tp] = records[-1].offset + 1
-        self.handled_total += handled
-        self.duplicates_total += duplicates
-        self.processed_total += len(decoded)
+                if not is_transient(error):
+                    raise
+                if not isinstance(error, VersionConflict):
+                    log.warning("%s: database unavailable while handling a poll (%s); retrying", self.name, error)
+                await asyncio.sleep(0 if isinstance(error, VersionConflict) else min(0.5 * attempt, 5.0))
 
-    async def _handle_in_one_transaction(
-        self, decoded: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], Envelope]]
-    ) -> tuple[int, int]:
-        """Hand each new event to the handler; returns how many were handled and how many skipped
-        as processed before (or earlier in the same batch)."""
-        handled: list[UUID] = []
-        async with self._database.transaction() as uow:
-            seen = await uow.processed_among([event.event_id for _, _, event in decoded])
-            next_offsets: dict[TopicPartition, int] = {}
-            for tp, record, event in decoded:
-                next_offsets[tp] = record.offset + 1
-                if event.event_id in seen:
-                    continue
-                seen.add(event.event_id)
-                try:
-                    await self._handle(uow, event, Delivery(tp.topic, tp.partition, record.offset, self._replaying))
-                except Exception as error:
-                    if is_transient(error):
-                        raise
-                    raise _HandlerFailed(event.event_id) from error
-                handled.append(event.event_id)
-            await uow.mark_processed_many(handled)
-            await uow.save_checkpoints(self.name, {(tp.topic, tp.partition): n for tp, n in next_offsets.items()})
-        return len(handled), len(decoded) - len(handled)
+    def _kind_of(self, record: ConsumerRecord[bytes, bytes]) -> _Kind:
+        event_type = record_event_type(record)
+        if event_type is None:
+            return _Kind.POISON
+        if self._sink.wants(event_type):
+            return _Kind.WANTED
+        try:
+            payload_class_for(event_type)
+        except UnknownEventType:
+            return _Kind.POISON  # a type no contract describes: nobody can read it
+        return _Kind.SKIPPED
+
+    def _checkpoint(self, tp: TopicPartition, last: ConsumerRecord[bytes, bytes]) -> Checkpoint:
+        return Checkpoint(self.name, tp.topic, tp.partition, last.offset + 1, record_event_id(last))
+
+    def _unwritten_merged(self, checkpoints: dict[TopicPartition, Checkpoint]) -> dict[TopicPartition, Checkpoint]:
+        return {**self._unwritten, **checkpoints}
+
+    def _remember_unwritten(self, checkpoints: dict[TopicPartition, Checkpoint]) -> None:
+        self._unwritten.update(checkpoints)
+        if self._unwritten_since is None:
+            self._unwritten_since = time.monotonic()
+
+    def _written(self) -> None:
+        self._unwritten.clear()
+        self._unwritten_since = None
+
+    async def _write_unwritten_when_due(self) -> None:
+        if self._unwritten_since is not None and time.monotonic() - self._unwritten_since >= CHECKPOINT_DELAY:
+            await self._write_unwritten()
+
+    async def _write_unwritten(self) -> None:
+        checkpoints = list(self._unwritten.values())
+        await self._sink.save_checkpoints(checkpoints)
+        self._written()
 
     async def _process_one_by_one(
         self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], tried_once: UUID | None = None
     ) -> None:
-        """The long way; the event whose handler failed in the batch has had its first attempt."""
+        """The long way; the event whose handler failed in the poll has had its first attempt."""
         for tp, records in batches.items():
-            await self._process_in_order(tp, records, tried_once)
+            for record in records:
+                await self._process_record(tp, record, tried_once)
 
-    async def _process_in_order(
-        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], tried_once: UUID | None = None
+    async def _process_record(
+        self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], tried_once: UUID | None
     ) -> None:
-        """One partition's records in order. Those whose event was processed before — a partition
-        read again from its start after the broker lost records, a topic republished — are skipped
-        in runs: one query finds them, one transaction moves the checkpoint past each run."""
-        ids = {record.offset: _event_id_in(record) for record in records}
-        async with self._database.transaction() as uow:
-            seen = {str(i) for i in await uow.processed_among([UUID(i) for i in ids.values() if i is not None])}
-        skipped_to: int | None = None
-        skipped = 0
-        for record in records:
-            if ids[record.offset] in seen:
-                skipped_to, skipped = record.offset, skipped + 1
-                continue
-            if skipped_to is not None:
-                await self._skip(tp, skipped_to, skipped)
-                skipped_to, skipped = None, 0
-            await self._process(tp, record, tried_once)
-        if skipped_to is not None:
-            await self._skip(tp, skipped_to, skipped)
+        checkpoint = self._checkpoint(tp, record)
+        kind = self._kind_of(record)
+        incoming = decoded(tp, record) if kind is _Kind.WANTED else None
+        if kind is _Kind.SKIPPED:
+            self._remember_unwritten({tp: checkpoint})
+            self.skipped_total += 1
+        elif kind is _Kind.POISON or incoming is None:
+            await self._send_to_deadletter(record, tp, f"undecodable event: {_why_undecodable(record)}")
+            await self._sink.save_checkpoints([*self._unwritten_merged({tp: checkpoint}).values()])
+            self._written()
+        else:
+            await self._take_alone(incoming, checkpoint, tp, record, tried_once)
+        self.positions[tp] = record.offset + 1
+        self.processed_total += 1
 
-    async def _skip(self, tp: TopicPartition, last_offset: int, count: int) -> None:
-        await self._advance(tp, last_offset)
-        self.duplicates_total += count
-        self.processed_total += count
+    async def _take_alone(
+        self,
+        incoming: Incoming,
+        checkpoint: Checkpoint,
+        tp: TopicPartition,
+        record: ConsumerRecord[bytes, bytes],
+        tried_once: UUID | None,
+    ) -> None:
+        attempt = 1 if incoming.event.event_id == tried_once else 0
+        while True:
+            attempt += 1
+            try:
+                taken = await self._take([incoming], [*self._unwritten_merged({tp: checkpoint}).values()])
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if attempt < HANDLER_ATTEMPTS:
+                    log.exception(
+                        "handler failed on %s %s (attempt %d)", incoming.event.type, incoming.event.event_id, attempt
+                    )
+                    await asyncio.sleep(0.2 * attempt)
+                    continue
+                cause = error.__cause__ if isinstance(error, HandlerFailed) and error.__cause__ else error
+                await self._send_to_deadletter(record, tp, f"handler failed: {cause!r}")
+                await self._sink.save_checkpoints([*self._unwritten_merged({tp: checkpoint}).values()])
+                self._written()
+                return
+            self._written()
+            self.handled_total += taken.handled
+            self.duplicates_total += taken.duplicates
+            return
 
     def lag(self) -> int:
         """Records on the broker not yet processed (from the fetch high watermarks)."""
@@ -328,53 +440,6 @@ class EventConsumer:
             if highwater is not None:
                 total += max(highwater - position, 0)
         return total
-
-    async def _process(
-        self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], tried_once: UUID | None = None
-    ) -> None:
-        delivery = Delivery(tp.topic, tp.partition, record.offset, self._replaying)
-        try:
-            event = Envelope.model_validate_json(record.value or b"")
-        except (ValidationError, UnknownEventType, ValueError) as error:
-            await self._send_to_deadletter(record, tp, f"undecodable event: {error_without_values(error)}")
-            await self._advance(tp, record.offset)
-            return
-        attempt = 1 if event.event_id == tried_once else 0
-        while True:
-            attempt += 1
-            try:
-                async with self._database.transaction() as uow:
-                    duplicate = await uow.is_processed(event.event_id)
-                    if not duplicate:
-                        await self._handle(uow, event, delivery)
-                        await uow.mark_processed(event.event_id)
-                    await uow.save_checkpoint(self.name, tp.topic, tp.partition, record.offset + 1)
-                if duplicate:
-                    self.duplicates_total += 1
-                else:
-                    self.handled_total += 1
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                if is_transient(error):
-                    log.warning("database unavailable while handling %s (%s); retrying", event.event_id, error)
-                    await asyncio.sleep(min(0.5 * attempt, 5.0))
-                    continue
-                if attempt < HANDLER_ATTEMPTS:
-                    log.exception("handler failed on %s %s (attempt %d)", event.type, event.event_id, attempt)
-                    await asyncio.sleep(0.2 * attempt)
-                    continue
-                await self._send_to_deadletter(record, tp, f"handler failed: {error!r}")
-                await self._advance(tp, record.offset)
-                return
-        self.positions[tp] = record.offset + 1
-        self.processed_total += 1
-
-    async def _advance(self, tp: TopicPartition, offset: int) -> None:
-        async with self._database.transaction() as uow:
-            await uow.save_checkpoint(self.name, tp.topic, tp.partition, offset + 1)
-        self.positions[tp] = offset + 1
 
     async def _send_to_deadletter(self, record: ConsumerRecord[bytes, bytes], tp: TopicPartition, error: str) -> None:
         """Publish the raw record with the error and its origin; acknowledged before we move on."""
@@ -394,6 +459,31 @@ class EventConsumer:
         }
         await self.deadletter.send_and_wait(self._deadletter_topic, value=json.dumps(body).encode(), key=record.key)
         self.deadlettered_total += 1
+
+
+class _Kind(Enum):
+    """What a record is to this consumer."""
+
+    WANTED = "an event of a type the service handles"
+    SKIPPED = "an event of a type the service has no handler for"
+    POISON = "not an event any contract describes"
+
+
+def decoded(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> Incoming | None:
+    """The record as an event with where it came from; None when it is not a valid event."""
+    try:
+        stored = (record.value or b"").decode()
+        return Incoming(tp.topic, tp.partition, record.offset, Envelope.model_validate_json(stored), stored)
+    except (ValidationError, UnknownEventType, ValueError):
+        return None
+
+
+def _why_undecodable(record: ConsumerRecord[bytes, bytes]) -> str:
+    try:
+        Envelope.model_validate_json(record.value or b"")
+    except (ValidationError, UnknownEventType, ValueError) as error:
+        return error_without_values(error)
+    return "no event type"
 
 
 class FetchPacer:
@@ -420,40 +510,49 @@ class FetchPacer:
         self._idle_wait = 0.0
 
     async def rest_when_caught_up(self, partitions: Iterable[TopicPartition]) -> None:
-        """Rest if every partition is read to its end, as a fetch answered since the last rest
-        shows — or if no fetch has answered for a whole rest (a broker that holds fetches, or is
-        away: a fetch still in flight during the rest is kept and returned after it)."""
+        """Rest while every partition is read to its end, as the fetch answered after each rest shows
+        — or while no fetch answers for a whole rest (a broker that holds fetches, or is away: a
+        fetch still in flight during a rest is kept and returned after it). Returns as soon as an
+        answer shows records to read, or after resting ``RESTING_AT_MOST`` in all.
+
+        Between two rests only the first answer is awaited, not a poll for records: a local broker
+        answers an empty fetch in well under a millisecond, and aiokafka fetches again at once, so
+        every millisecond spent not resting is several more fetches."""
         consumer = self._consumer
         partitions = list(partitions)
         if consumer is None or not partitions:
             return
-        waited_ms = int(time.time() * 1000) - self._resumed_at_ms
-        for tp in partitions:
-            answered_at = consumer.last_poll_timestamp(tp)
-            if answered_at is None or answered_at < self._resumed_at_ms:
-                if waited_ms < self._max_idle_wait * 1000:
+        loop = asyncio.get_running_loop()
+        rested = 0.0
+        while True:
+            give_up = loop.time() + self._max_idle_wait
+            while not all(self._answered_since_resume(tp) for tp in partitions):
+                if loop.time() >= give_up:
+                    break
+                await asyncio.sleep(ANSWER_CHECK_INTERVAL)
+            for tp in partitions:
+                if not self._answered_since_resume(tp):
+                    continue
+                highwater = consumer.highwater(tp)
+                # aiokafka's own position, not a checkpoint: it is where fetching resumes (the
+                # log's start when retention removed the records before a checkpoint).
+                if highwater is None or highwater > await consumer.position(tp):
                     return
-                continue
-            highwater = consumer.highwater(tp)
-            # aiokafka's own position, not a checkpoint: it is where fetching resumes (the log's
-            # start when retention removed the records before a checkpoint).
-            if highwater is None or highwater > await consumer.position(tp):
+            if rested >= RESTING_AT_MOST:
                 return
-        self._idle_wait = min(max(self._idle_wait * 2, 0.002), self._max_idle_wait)
-        consumer.pause(*partitions)
-        try:
-            await asyncio.sleep(self._idle_wait)
-        finally:
-            consumer.resume(*partitions)
-            self._resumed_at_ms = int(time.time() * 1000)
+            self._idle_wait = min(max(self._idle_wait * 2, 0.002), self._max_idle_wait)
+            consumer.pause(*partitions)
+            try:
+                await asyncio.sleep(self._idle_wait)
+            finally:
+                consumer.resume(*partitions)
+                self._resumed_at_ms = int(time.time() * 1000)
+            rested += self._idle_wait
 
-
-class _HandlerFailed(Exception):
-    """The handler raised on this event, inside a batch (the cause is the handler's error)."""
-
-    def __init__(self, event_id: UUID) -> None:
-        super().__init__(f"the handler failed on {event_id}")
-        self.event_id = event_id
+    def _answered_since_resume(self, tp: TopicPartition) -> bool:
+        assert self._consumer is not None
+        answered_at = self._consumer.last_poll_timestamp(tp)
+        return answered_at is not None and answered_at >= self._resumed_at_ms
 
 
 async def records_at(
@@ -484,16 +583,6 @@ async def records_at(
         return found
     finally:
         await consumer.stop()
-
-
-def _event_id_in(record: ConsumerRecord[bytes, bytes]) -> str | None:
-    """The event id a record's body names, when it names a well-formed one (else the record goes
-    the long way, to be handled or dead-lettered)."""
-    try:
-        event_id = json.loads(record.value or b"").get("event_id")
-        return str(UUID(event_id)) if isinstance(event_id, str) else None
-    except (ValueError, AttributeError):
-        return None
 
 
 def error_without_values(error: Exception) -> str:

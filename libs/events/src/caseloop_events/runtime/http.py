@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -22,15 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from caseloop_events.contracts.errors import CaseNotFound, InvalidInput, NotFound, RuleViolation
 from caseloop_events.runtime.auth import (
-    Authenticator,
     Forbidden,
     NotAuthenticated,
-    RateLimiter,
     TooManyRequests,
-    authenticated,
 )
 from caseloop_events.runtime.consumer import is_transient
-from caseloop_events.runtime.service import ServiceRuntime
 
 log = logging.getLogger(__name__)
 
@@ -220,35 +216,6 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"description": "the caller's role, system, unit or region may not do this"},
     429: {"description": "the client's rate limit is used up: see Retry-After"},
 }
-
-
-def service_app(
-    *,
-    title: str,
-    summary: str,
-    runtime: ServiceRuntime,
-    services: object,
-    routers: Sequence[APIRouter],
-    authenticator: Authenticator,
-    rate_limiter: RateLimiter,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-) -> FastAPI:
-    """A service's FastAPI app: its runtime as lifespan, its handlers' dependencies in
-    ``app.state.services``, problem+json errors, a body size limit, ``/healthz`` open to probes,
-    and its routers behind credentials and the per-client rate limit."""
-    app = ProblemDocumentedAPI(
-        title=title, summary=summary, version="0.1.0", lifespan=runtime.lifespan, responses=PROBLEM_RESPONSES
-    )
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
-    app.state.services = services
-    app.state.runtime = runtime
-    app.state.authenticator = authenticator
-    app.state.rate_limiter = rate_limiter
-    install_error_handlers(app)
-    app.include_router(health_router(runtime.health))
-    for router in routers:
-        app.include_router(router, dependencies=[Depends(authenticated)], responses=COMMON_RESPONSES)
-    return app
 
 
 # --- Error answers in the OpenAPI document ---------------------------------------------------

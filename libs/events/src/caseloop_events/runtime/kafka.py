@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
+from uuid import UUID
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -67,3 +69,36 @@ def stored_event_headers(envelope: Mapping[str, Any]) -> list[tuple[str, bytes]]
         ("ce_correlation_id", str(envelope["correlation_id"]).encode()),
         ("ce_id", str(envelope["event_id"]).encode()),
     ]
+
+
+def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return bytes(value).decode(errors="replace")
+    return None
+
+
+def _body_field(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    try:
+        value: object = json.loads(record.value or b"").get(name)
+    except (ValueError, AttributeError):  # not JSON, not UTF-8, or not an object
+        return None
+    return value if isinstance(value, str) else None
+
+
+def record_event_type(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The event type a record carries: its ``ce_type`` header (the relay always sets it), else the
+    ``type`` its body names; None for anything else on the topic."""
+    return _header(record, "ce_type") or _body_field(record, "type")
+
+
+def record_event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The event id a record carries, or None for anything else on the topic (a poison message
+    someone else wrote must not stop the relay's check)."""
+    found = _header(record, "ce_id") or _body_field(record, "event_id")
+    if found is None:
+        return None
+    try:
+        return str(UUID(found))
+    except ValueError:
+        return None

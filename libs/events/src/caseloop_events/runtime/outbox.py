@@ -7,18 +7,19 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, func, select
 
 from caseloop_events.contracts.envelope import Envelope
-from caseloop_events.runtime.kafka import stored_event_headers
-from caseloop_events.runtime.unit_of_work import Database
+from caseloop_events.runtime.database import Database
+from caseloop_events.runtime.kafka import record_event_id, stored_event_headers
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,12 @@ CHECKED_AT_MOST = 10_000
 
 
 class OutboxRelay:
-    """Reads unpublished outbox rows in position order, sends them, then marks them published.
+    """Sends committed outbox rows in order, then marks them published.
+
+    What this process commits reaches the relay in memory, in commit order (``committed``): it is
+    sent without reading it back. The database is read for rows this process did not hand over —
+    those left unpublished when it started or after a failure, and, once a second, any another
+    process wrote — in position order, before anything newer is sent from memory.
 
     A crash between send and mark re-sends the row on restart; consumers drop the
     duplicate by event id. Rows are never deleted: they are the service's event store.
@@ -65,6 +71,12 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._check_interval = check_interval
         self._wake = asyncio.Event()
+        # Rows committed by this process and not sent yet, in commit order.
+        self._handed_over: deque[_Outgoing] = deque()
+        # Whether the database may hold unpublished rows that were not handed over: at the start,
+        # after a failure, and every ``poll_interval`` (another process may have written some).
+        self._read_database = True
+        self._last_read = 0.0
         self.published_total = 0
         #: Records found missing from the topic and published again.
         self.restored_total = 0
@@ -74,7 +86,11 @@ class OutboxRelay:
         self._last_check = 0.0
         database.on_commit(self._events_committed)
 
-    def _events_committed(self, _events: list[Envelope]) -> None:
+    def _events_committed(self, emitted: Sequence[tuple[Envelope, str]]) -> None:
+        self._handed_over.extend(
+            _Outgoing(None, self._database.topic, str(event.case_id), str(event.event_id), stored)
+            for event, stored in emitted
+        )
         self._wake.set()
 
     async def run(self) -> None:
@@ -88,17 +104,18 @@ class OutboxRelay:
                 renew = False
                 if self._check_due():
                     await self.restore_lost()
-                sent = await self.publish_pending()
+                sent = await self.publish_round()
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outbox relay failed; retrying in %.1fs", backoff)
                 renew, self._last_check = True, 0.0  # check the rows not settled before sending more
+                self._read_database = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
-            if sent < self._batch_size:
+            if sent < self._batch_size and not self._handed_over:
                 self._wake.clear()
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
                 # arrives just as a commit wakes the relay, and the service then never stops.
@@ -106,13 +123,33 @@ class OutboxRelay:
                     async with asyncio.timeout(self._poll_interval):
                         await self._wake.wait()
 
+    async def publish_round(self) -> int:
+        """One round: the rows handed over in memory, or, when the database may hold others, the
+        database's unpublished rows first. Returns how many were sent."""
+        if time.monotonic() - self._last_read >= self._poll_interval:
+            self._read_database = True
+        if self._read_database:
+            # Everything committed so far is in the database: what was handed over is read there
+            # (a row committed between this and the read may go twice; consumers drop the copy).
+            self._handed_over.clear()
+            sent = await self.publish_pending()
+            self._last_read = time.monotonic()
+            if sent < self._batch_size:
+                self._read_database = False
+            return sent
+        rows = [self._handed_over.popleft() for _ in range(min(len(self._handed_over), self._batch_size))]
+        if rows:
+            await self._send(rows)
+            self.published_total += len(rows)
+        return len(rows)
+
     async def publish_pending(self) -> int:
-        """Publish one batch of unpublished rows; returns how many were sent."""
+        """Publish one batch of the database's unpublished rows; returns how many were sent."""
         outbox = self._database.tables.outbox
         async with self._database.reading() as session:
             rows = (
                 await session.execute(
-                    select(outbox.c.position, outbox.c.topic, outbox.c.case_id, outbox.c.envelope)
+                    select(outbox.c.position, outbox.c.topic, outbox.c.case_id, outbox.c.event_id, outbox.c.envelope)
                     .where(outbox.c.published_at.is_(None))
                     .order_by(outbox.c.position)
                     .limit(self._batch_size)
@@ -139,13 +176,7 @@ class OutboxRelay:
                 )
             )
         await asyncio.gather(*deliveries)
-        outbox = self._database.tables.outbox
-        async with self._database.one_statement() as connection:
-            await connection.execute(
-                update(outbox)
-                .where(outbox.c.position.in_([row.position for row in rows]))
-                .values(published_at=self._database.clock.now())
-            )
+        await self._database.mark_published([row.event_id for row in rows], self._database.clock.now())
 
     def _check_due(self) -> bool:
         if self._bootstrap_servers is None:
@@ -182,7 +213,9 @@ class OutboxRelay:
                     outbox.c.position.in_([row.position for row in lost])
                 )
                 envelopes: dict[int, str] = {position: envelope for position, envelope in await session.execute(stored)}
-            await self._send([_Outgoing(row.position, row.topic, row.case_id, envelopes[row.position]) for row in lost])
+            await self._send(
+                [_Outgoing(row.position, row.topic, row.case_id, row.event_id, envelopes[row.position]) for row in lost]
+            )
             self.restored_total += len(lost)
         # Seen now a second time, at least an interval after they were sent: settled.
         self._checked = (self._checked[1], rows[-1].published_at if rows else self._checked[1])
@@ -257,22 +290,10 @@ async def _event_ids_at_the_end(
 
 @dataclass(frozen=True)
 class _Outgoing:
-    """An outbox row on its way to the topic."""
+    """An outbox row on its way to the topic (its position: when it was read from the database)."""
 
-    position: int
+    position: int | None
     topic: str
     case_id: str
+    event_id: str
     envelope: str
-
-
-def record_event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
-    """The event id a record carries, or None for anything else on the topic (a poison message
-    someone else wrote must not stop the relay's check)."""
-    header: bytes | None = dict(record.headers or ()).get("ce_id")
-    if header is not None:
-        return header.decode(errors="replace")
-    try:
-        event_id = json.loads(record.value or b"{}").get("event_id")
-    except (ValueError, AttributeError):  # not JSON, not UTF-8, or not an object
-        return None
-    return str(event_id) if event_id is not None else None

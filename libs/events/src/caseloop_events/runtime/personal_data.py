@@ -20,8 +20,8 @@ from sqlalchemy import insert, select
 
 from caseloop_events.contracts.timeline import CaseTimeline
 from caseloop_events.runtime.auth import Principal, Role, admits, client_address
+from caseloop_events.runtime.database import Database
 from caseloop_events.runtime.http import IsoDateTime, PageOffset
-from caseloop_events.runtime.unit_of_work import Database
 
 #: The payload fields that hold personal data, and how each is masked.
 REPORTER_FIELD = "reporter"
@@ -138,7 +138,7 @@ def audit_router() -> APIRouter:
         offset: PageOffset = 0,
     ) -> PersonalDataReadPage:
         """Every read of a reporter's name and phone this service answered: who, when, which case, from where."""
-        database: Database = request.app.state.runtime.database
+        database: Database = request.app.state.service.database
         table = database.tables.personal_data_reads
         query = select(table).order_by(table.c.position).limit(limit).offset(offset)
         if case_id is not None:

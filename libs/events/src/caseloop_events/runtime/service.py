@@ -1,34 +1,76 @@
-"""What every service runs beside its HTTP API: schema, topics, outbox relay and consumer.
+"""One service, declared once and composed by the runtime (DESIGN.md §3, §5; ADR 0014).
 
-A service's ``app.py`` builds one ``ServiceRuntime`` and hands its ``lifespan`` to FastAPI.
+A service's ``app.py`` declares a ``ServiceDefinition``: its commands and their handlers, the
+events it reacts to and their handlers (a table: the declared interest), how it folds a stream,
+what it projects, its tables, routers and background jobs, and the dependencies its handlers use.
+``compose`` turns a definition into the running service: the FastAPI app, the consumer, the outbox
+relay, the jobs, health — the same way for every service. The operator tooling (replay, verify,
+promote) takes the same definition.
+
+Every handler has one signature: ``async def handler(message, uow) -> result``, where ``message``
+is a command or an event's envelope and ``uow`` the ``UnitOfWork`` it works in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
+from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import MetaData, select
 
-from caseloop_events.contracts.envelope import Envelope, Producer
-from caseloop_events.runtime.auth import Authenticator, RateLimiter, authenticator_from_settings
-from caseloop_events.runtime.consumer import EventConsumer, EventHandler
+from caseloop_events.contracts.clock import Clock, clock_from_environment
+from caseloop_events.contracts.envelope import Envelope, EventPayload, Producer
+from caseloop_events.contracts.folding import State, StreamModel
+from caseloop_events.contracts.reference import ReferenceData, default_reference_dir, load_reference_data
+from caseloop_events.runtime.auth import Authenticator, RateLimiter, authenticated, authenticator_from_settings
+from caseloop_events.runtime.consumer import EventConsumer, Handled, HandlerFailed, Incoming, is_transient
+from caseloop_events.runtime.database import Database
+from caseloop_events.runtime.http import (
+    COMMON_RESPONSES,
+    PROBLEM_RESPONSES,
+    BodySizeLimit,
+    ProblemDocumentedAPI,
+    health_router,
+    install_error_handlers,
+)
 from caseloop_events.runtime.kafka import KafkaSettings
 from caseloop_events.runtime.outbox import OutboxRelay
-from caseloop_events.runtime.storage import ping
+from caseloop_events.runtime.storage import DEFAULT_POOL_SIZE, RuntimeTables, ping
+from caseloop_events.runtime.streams import Stream, StreamCache
 from caseloop_events.runtime.topics import ensure_topics
-from caseloop_events.runtime.unit_of_work import Database
+from caseloop_events.runtime.unit_of_work import Checkpoint, Deps, KeyedLocks, UnitOfWork, VersionConflict
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: A handler of an event of the log: ``async def handler(event, uow) -> None``.
+EventHandler = Callable[[Envelope, UnitOfWork[Deps, State]], Awaitable[None]]
+#: A handler of a command: ``async def handler(command, uow) -> result``.
+CommandHandler = Callable[[Any, UnitOfWork[Deps, State]], Awaitable[Any]]
+#: Brings a stream's projection rows in line with its state (``uow.put``, ``uow.remove``); its type
+#: variables come in the order they first appear: ``Projector[State, Deps]``.
+Projector = Callable[[Stream[State], UnitOfWork[Deps, State]], Awaitable[None]]
+
+#: How often a command is decided again on fresh state when another writer changed its streams
+#: first (``VersionConflict``); after that the client is answered 503, to try again.
+COMMAND_ATTEMPTS = 5
+
+
+async def keep(event: Envelope, uow: UnitOfWork[Any, Any]) -> None:
+    """The handler of an event a service keeps for its folds and projections and decides nothing on
+    (the runtime records every handled event in its stream before calling its handler)."""
 
 
 class ServiceSettings(BaseSettings):
@@ -45,6 +87,11 @@ class ServiceSettings(BaseSettings):
     log_level: str = "info"
     #: The largest request body the service reads; larger ones are 413.
     max_body_bytes: int = Field(default=1_048_576, ge=1024, validation_alias="CASELOOP_MAX_BODY_BYTES")
+    #: Connections to PostgreSQL (and as many more at a peak): the requests served at once, the
+    #: consumer, the relay and the jobs. A request beyond them waits for a connection.
+    database_pool_size: int = Field(default=DEFAULT_POOL_SIZE, ge=1, validation_alias="CASELOOP_DATABASE_POOL_SIZE")
+    #: Streams (cases) whose events and state the service keeps in memory between units of work.
+    stream_cache_size: int = Field(default=2000, ge=0, validation_alias="CASELOOP_STREAM_CACHE_SIZE")
     #: ``development`` accepts the well-known keys ``dev:<role>[:<scope>]`` (``make run``); any other
     #: value needs real credentials configured below, or the service refuses to start.
     profile: Literal["production", "development"] = Field(default="production", validation_alias="CASELOOP_PROFILE")
@@ -80,57 +127,189 @@ class ServiceSettings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{self.service_name}.db').resolve()}"
 
 
-async def _retry_connect(what: str, connect: Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:
-    """The broker may come up after us (make run, a restart): wait for it, then say why not."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            return await connect()
-        except (KafkaConnectionError, OSError) as error:
-            if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"cannot reach the Kafka broker for {what}: {error}") from error
-            log.warning("waiting for the Kafka broker (%s): %s", what, error)
-            await asyncio.sleep(1.0)
+Settings = TypeVar("Settings", bound=ServiceSettings)
 
 
-async def run_periodically(name: str, interval: float, step: Callable[[], Awaitable[Any]]) -> None:
-    """Run ``step`` every ``interval`` seconds until cancelled; a failed round is logged and the
-    next one runs, so one bad row or a database hiccup never stops a background job."""
-    while True:
-        try:
-            await step()
-        except Exception:
-            log.exception("%s: this round failed; the next one runs in %.1fs", name, interval)
-        await asyncio.sleep(interval)
+@dataclass(frozen=True)
+class ServiceTables:
+    """A service's tables: its own and the runtime's on one metadata, and what a replay rebuilds."""
+
+    metadata: MetaData
+    runtime: RuntimeTables
+    #: The tables a replay rebuilds, each with the columns that may differ between a live and a
+    #: rebuilt database without the projection being wrong (ADR 0008).
+    projections: Mapping[str, frozenset[str]]
+    #: The service's tables no replay can rebuild (carried over by a promotion, with the outbox).
+    operational: tuple[str, ...] = ()
 
 
-class ServiceRuntime:
-    """Owns the long-running parts of one service and their start and stop order."""
+@dataclass(frozen=True)
+class Wiring(Generic[Settings]):
+    """What a service's dependencies are built from."""
+
+    settings: Settings
+    reference: ReferenceData
+    database: Database
+    clock: Clock
+
+
+#: A background job: a coroutine that runs until cancelled (each round logged and survived).
+Job = Callable[[], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class ServiceDefinition(Generic[Settings, Deps, State]):
+    """Everything that makes one service, on one screen of its ``app.py``."""
+
+    name: Producer
+    title: str
+    summary: str
+    settings: type[Settings]
+    tables: ServiceTables
+    #: How a stream folds: the state before any event, and one event applied.
+    model: StreamModel[State]
+    #: The commands the service takes, each with its handler.
+    commands: Mapping[type[Any], CommandHandler[Deps, State]]
+    #: The events the service reacts to, each with its handler: it reads nothing else (``keep``:
+    #: kept for the folds and projections only). Events of its own topic it wrote itself.
+    events: Mapping[type[EventPayload], EventHandler[Deps, State]]
+    #: Brings the projections of a stream that changed in a unit of work in line with its state:
+    #: called once per changed stream, before the unit of work is written (and in a replay).
+    project: Projector[State, Deps]
+    routers: Sequence[APIRouter]
+    #: The dependencies the handlers reach as ``uow.deps`` (reference data, rules, stores).
+    dependencies: Callable[[Wiring[Settings]], Deps]
+    #: The background jobs, built once the service is composed.
+    jobs: Callable[[Service[Settings, Deps, State]], Mapping[str, Job]] = field(default=lambda _service: {})
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        return frozenset(self.handlers_by_type)
+
+    @functools.cached_property
+    def handlers_by_type(self) -> Mapping[str, EventHandler[Deps, State]]:
+        return {payload.event_type: handler for payload, handler in self.events.items()}
+
+    def producers_read(self) -> tuple[Producer, ...]:
+        """The services whose events this one declares handlers for, in topic order."""
+        return tuple(p for p in Producer if any(payload.producer is p for payload in self.events))
+
+
+class Service(Generic[Settings, Deps, State]):
+    """A composed service: its database, its dependencies, its units of work; once started, its
+    producer, relay, consumer and jobs."""
 
     def __init__(
         self,
-        *,
-        producer: Producer,
-        database: Database,
+        definition: ServiceDefinition[Settings, Deps, State],
+        settings: Settings,
         kafka: KafkaSettings,
-        consumes: tuple[str, ...] = (),
-        handle: EventHandler | None = None,
-        keeps: Callable[[Envelope], bool] | None = None,
-        background: Mapping[str, Callable[[], Coroutine[Any, Any, None]]] | None = None,
+        clock: Clock,
+        *,
+        dependencies: Deps | None = None,
     ) -> None:
-        self.name = producer.value
-        self.database = database
+        self.definition = definition
+        self.name = definition.name.value
+        self.settings = settings
         self.kafka = kafka
-        self._consumes = consumes
-        self._handle = handle
-        # Which events the handler keeps in the case log (it returns at once on the others).
-        self._keeps = keeps or (lambda _event: True)
-        # Timers and deliveries (auto-closure, callbacks...): each a coroutine that loops until cancelled.
-        self._background = dict(background or {})
+        self.clock = clock
+        self.topic = kafka.topic_of(definition.name)
+        self.database = Database(
+            settings.resolved_database_url,
+            definition.tables.runtime,
+            self.topic,
+            clock,
+            pool_size=settings.database_pool_size,
+        )
+        self.reference = load_reference_data(settings.reference_dir or default_reference_dir())
+        self.deps: Deps = (
+            dependencies
+            if dependencies is not None
+            else definition.dependencies(Wiring(settings, self.reference, self.database, clock))
+        )
+        self.cache: StreamCache[State] = StreamCache(settings.stream_cache_size)
+        self.locks = KeyedLocks()
         self.relay: OutboxRelay | None = None
         self.consumer: EventConsumer | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._producer: AIOKafkaProducer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- topics ------------------------------------------------------------------------------
+
+    @property
+    def consumes(self) -> tuple[str, ...]:
+        """The topics the live consumer reads: those of the other services it declares handlers
+        for. Its own events it recorded when it wrote them."""
+        return tuple(self.kafka.topic_of(p) for p in self.definition.producers_read() if p is not self.definition.name)
+
+    @property
+    def replays(self) -> tuple[str, ...]:
+        """The topics a replay reads to rebuild the projections: its own as well."""
+        return tuple(self.kafka.topic_of(p) for p in self.definition.producers_read())
+
+    def wants(self, event_type: str) -> bool:
+        return event_type in self.definition.event_types
+
+    # --- units of work -----------------------------------------------------------------------
+
+    def unit_of_work(self, cache: StreamCache[State] | None = None) -> UnitOfWork[Deps, State]:
+        return UnitOfWork(
+            self.database,
+            self.definition.model,
+            self.cache if cache is None else cache,
+            self.deps,
+            self.clock,
+            self.locks,
+        )
+
+    async def commit(self, uow: UnitOfWork[Deps, State]) -> None:
+        """Project each stream that changed, then write the unit of work."""
+        await write(self.definition, uow)
+
+    async def handle(self, command: object) -> Any:
+        """Run a command's handler in a unit of work and write it (``run_command``)."""
+        return await run_command(self.definition, self.unit_of_work, command)
+
+    async def take(self, events: Sequence[Incoming], checkpoints: Sequence[Checkpoint]) -> Handled:
+        """A consumer's poll: every event recorded in its stream and handed to its handler, the
+        changed streams projected, all written with the checkpoints in one unit of work."""
+        uow = self.unit_of_work()
+        handled = await react(self.definition, uow, events)
+        for checkpoint in checkpoints:
+            uow.put_checkpoint(checkpoint)
+        await self.commit(uow)
+        return Handled(handled, len(events) - handled)
+
+    async def rebuild(
+        self, events: Sequence[Incoming], checkpoints: Sequence[Checkpoint], cache: StreamCache[State]
+    ) -> Handled:
+        """A replay's batch: the events recorded and the changed streams projected, once each; no
+        handler runs, so nothing is decided and nothing emitted (DESIGN.md §3, replay mode)."""
+        uow = self.unit_of_work(cache)
+        await uow.load(*(incoming.event.case_id for incoming in events))
+        handled = sum(uow.record(incoming.event, incoming.stored) for incoming in events)
+        for checkpoint in checkpoints:
+            uow.put_checkpoint(checkpoint)
+        await self.commit(uow)
+        return Handled(handled, len(events) - handled)
+
+    async def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
+        uow = self.unit_of_work()
+        for checkpoint in checkpoints:
+            uow.put_checkpoint(checkpoint)
+        await uow.commit()
+
+    async def stored_checkpoints(self, consumer: str) -> dict[tuple[str, int], tuple[int, str | None]]:
+        table = self.database.tables.checkpoints
+        async with self.database.reading() as session:
+            rows = await session.execute(
+                select(table.c.topic, table.c.partition, table.c.next_offset, table.c.last_event_id).where(
+                    table.c.consumer == consumer
+                )
+            )
+            return {(topic, partition): (offset, last) for topic, partition, offset, last in rows}
+
+    # --- running -----------------------------------------------------------------------------
 
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
@@ -154,19 +333,18 @@ class ServiceRuntime:
             renew_producer=self._renew_producer,
         )
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
-        if self._consumes and self._handle is not None:
+        if self.consumes:
             self.consumer = EventConsumer(
                 name=self.name,
-                topics=self._consumes,
+                topics=self.consumes,
                 bootstrap_servers=self.kafka.kafka_bootstrap_servers,
-                database=self.database,
-                handle=self._handle,
-                deadletter=self._producer,
+                sink=self,
+                deadletter=producer,
                 deadletter_topic=self.kafka.deadletter_topic,
             )
             await _retry_connect("the consumer", self.consumer.start)
             self._tasks.append(asyncio.create_task(self.consumer.run(), name=f"{self.name}-consumer"))
-        for job_name, job in self._background.items():
+        for job_name, job in self.definition.jobs(self).items():
             self._tasks.append(asyncio.create_task(job(), name=f"{self.name}-{job_name}"))
         log.info(
             "%s started: database %s, broker %s",
@@ -206,22 +384,6 @@ class ServiceRuntime:
                     await failed.stop()
         return producer
 
-    @property
-    def consumes(self) -> tuple[str, ...]:
-        """The topics the service reads (what a replay of its projections reads too)."""
-        return self._consumes
-
-    @property
-    def handle(self) -> EventHandler | None:
-        """The service's event handler, as the consumer calls it (a replay calls it with ``replaying``)."""
-        return self._handle
-
-    @property
-    def keeps(self) -> Callable[[Envelope], bool]:
-        """Whether the handler keeps an event in the case log: a replay records a batch's kept
-        events at once and hands the handler only each case's last one (ADR 0008)."""
-        return self._keeps
-
     async def health(self) -> dict[str, Any]:
         """Status of the database, the relay and the consumer, for ``GET /healthz``."""
         report: dict[str, Any] = {"service": self.name, "status": "ok"}
@@ -245,5 +407,124 @@ class ServiceRuntime:
             report["processed"] = self.consumer.processed_total
             report["handled"] = self.consumer.handled_total
             report["duplicates_skipped"] = self.consumer.duplicates_total
+            report["not_handled_here"] = self.consumer.skipped_total
             report["deadlettered"] = self.consumer.deadlettered_total
+        report["database_round_trips"] = self.database.round_trips
+        report["streams_cached"] = len(self.cache)
         return report
+
+
+async def write(definition: ServiceDefinition[Any, Deps, State], uow: UnitOfWork[Deps, State]) -> None:
+    """Project each stream that changed in the unit of work, then write it."""
+    for stream in uow.changed():
+        await definition.project(stream, uow)
+    await uow.commit()
+
+
+async def run_command(
+    definition: ServiceDefinition[Any, Deps, State],
+    new_unit_of_work: Callable[[], UnitOfWork[Deps, State]],
+    command: object,
+) -> Any:
+    """Run a command's handler in a unit of work and write it; decided again on fresh state when
+    another writer changed its streams first (``COMMAND_ATTEMPTS`` times, then ``VersionConflict``)."""
+    handler = definition.commands[type(command)]
+    for attempt in range(1, COMMAND_ATTEMPTS + 1):
+        uow = new_unit_of_work()
+        try:
+            result = await handler(command, uow)
+            await write(definition, uow)
+        except VersionConflict:
+            if attempt == COMMAND_ATTEMPTS:
+                raise
+            continue
+        finally:
+            uow.release()
+        return result
+    raise AssertionError("unreachable")
+
+
+async def react(
+    definition: ServiceDefinition[Any, Deps, State], uow: UnitOfWork[Deps, State], events: Sequence[Incoming]
+) -> int:
+    """Record each event in its stream and hand it to its handler (none for an event its stream holds
+    already); returns how many were handled. A handler that raises raises ``HandlerFailed``."""
+    await uow.load(*(incoming.event.case_id for incoming in events))
+    handlers = definition.handlers_by_type
+    handled = 0
+    for incoming in events:
+        event = incoming.event
+        if not uow.record(event, incoming.stored):
+            continue
+        handled += 1
+        try:
+            await handlers[event.type](event, uow)
+        except Exception as error:
+            uow.rollback()
+            if is_transient(error):
+                raise
+            raise HandlerFailed(event.event_id) from error
+    return handled
+
+
+async def _retry_connect(what: str, connect: Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:
+    """The broker may come up after us (make run, a restart): wait for it, then say why not."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await connect()
+        except (KafkaConnectionError, OSError) as error:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"cannot reach the Kafka broker for {what}: {error}") from error
+            log.warning("waiting for the Kafka broker (%s): %s", what, error)
+            await asyncio.sleep(1.0)
+
+
+async def run_periodically(name: str, interval: float, step: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``step`` every ``interval`` seconds until cancelled; a failed round is logged and the
+    next one runs, so one bad row or a database hiccup never stops a background job."""
+    while True:
+        try:
+            await step()
+        except Exception:
+            log.exception("%s: this round failed; the next one runs in %.1fs", name, interval)
+        await asyncio.sleep(interval)
+
+
+def compose(
+    definition: ServiceDefinition[Settings, Deps, State],
+    settings: Settings | None = None,
+    kafka: KafkaSettings | None = None,
+    clock: Clock | None = None,
+    *,
+    dependencies: Deps | None = None,
+) -> FastAPI:
+    """The service's FastAPI app, its ``Service`` in ``app.state.service`` and as lifespan: problem+json
+    errors, a body size limit, ``/healthz`` open to probes, and its routers behind credentials and
+    the per-client rate limit. ``dependencies`` replaces what the definition would build (tests)."""
+    settings = settings if settings is not None else definition.settings()
+    service = Service(
+        definition, settings, kafka or KafkaSettings(), clock or clock_from_environment(), dependencies=dependencies
+    )
+    app = ProblemDocumentedAPI(
+        title=definition.title,
+        summary=definition.summary,
+        version="0.1.0",
+        lifespan=service.lifespan,
+        responses=PROBLEM_RESPONSES,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.state.service = service
+    app.state.authenticator = settings.authenticator()
+    app.state.rate_limiter = settings.rate_limiter()
+    install_error_handlers(app)
+    app.include_router(health_router(service.health))
+    for router in definition.routers:
+        app.include_router(router, dependencies=[Depends(authenticated)], responses=COMMON_RESPONSES)
+    return app
+
+
+def service_of(request: Request) -> Service[Any, Any, Any]:
+    """The composed service serving the request (a route's dependency)."""
+    service: Service[Any, Any, Any] = request.app.state.service
+    return service

@@ -1,4 +1,4 @@
-"""The tables every service keeps beside its own (outbox, checkpoints, processed ids, case log)
+"""The tables every service keeps beside its own (outbox, checkpoints, stream versions, case log)
 and the engine set-up for the embedded SQLite default and for PostgreSQL."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     event,
+    inspect,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -55,19 +56,16 @@ class RuntimeTables:
     metadata: MetaData
     outbox: Table
     checkpoints: Table
-    processed_events: Table
     case_streams: Table
     case_events: Table
     personal_data_reads: Table
 
 
-#: The runtime's tables a replay rebuilds: the case log, and which events were processed (not when).
-#: Checkpoints (where each reader stands) and stream versions (how often a case was locked) differ
-#: between a live database and a rebuilt one by nature; the outbox is the event store itself.
-RUNTIME_PROJECTIONS: dict[str, frozenset[str]] = {
-    "case_events": frozenset(),
-    "processed_events": frozenset({"processed_at"}),
-}
+#: The runtime's table a replay rebuilds: the case log (which is also the record of the events
+#: handled: an event is handled once it is in its stream). Checkpoints (where each reader stands)
+#: and stream versions (how often a stream was written) differ between a live database and a
+#: rebuilt one by nature; the outbox is the event store itself.
+RUNTIME_PROJECTIONS: dict[str, frozenset[str]] = {"case_events": frozenset()}
 
 #: The runtime table a promotion must carry over from the live database: the service's own events.
 OUTBOX_TABLE = "outbox"
@@ -104,16 +102,13 @@ def define_runtime_tables(metadata: MetaData) -> RuntimeTables:
         Column("topic", String(120), primary_key=True),
         Column("partition", Integer, primary_key=True),
         Column("next_offset", BigInteger, nullable=False),
+        # The event id of the record just before next_offset, when it is an event: at start the
+        # consumer checks the broker still holds that record there (ADR 0010, ADR 0014).
+        Column("last_event_id", String(36), nullable=True),
         Column("updated_at", UtcDateTime, nullable=False),
     )
-    processed_events = Table(
-        "processed_events",
-        metadata,
-        Column("event_id", String(36), primary_key=True),
-        Column("processed_at", UtcDateTime, nullable=False),
-    )
-    # One row per case, locked while a transaction decides for that case, so two requests
-    # (or a request and the consumer) never decide on the same stale state.
+    # One row per stream (a case, a region), its version counting the writes to it: a write
+    # expects the version it read, so two writers never both decide on the same state (ADR 0014).
     case_streams = Table(
         "case_streams",
         metadata,
@@ -145,16 +140,23 @@ def define_runtime_tables(metadata: MetaData) -> RuntimeTables:
         Column("resource", String(200), nullable=False),
         Column("client_address", String(64), nullable=True),
     )
-    return RuntimeTables(
-        metadata, outbox, checkpoints, processed_events, case_streams, case_events, personal_data_reads
-    )
+    return RuntimeTables(metadata, outbox, checkpoints, case_streams, case_events, personal_data_reads)
 
 
-def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine; SQLite files get WAL, a busy timeout and write-locking transactions."""
+#: Connections a service keeps to PostgreSQL: its consumer, its relay, its jobs and the requests it
+#: serves at once. A request beyond them waits for one (``pool_timeout``) rather than opening more.
+DEFAULT_POOL_SIZE = 10
+
+
+def create_engine(database_url: str, *, pool_size: int = DEFAULT_POOL_SIZE, **kwargs: Any) -> AsyncEngine:
+    """An async engine; SQLite files get WAL, a busy timeout and write-locking transactions.
+
+    PostgreSQL connections are not pinged on every checkout (a round trip each, a quarter of all
+    round trips, docs/performance.md): a connection found dead fails its statement, the pool drops
+    it, and the unit of work is tried again on another one (``is_transient``)."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True, **kwargs)
+        return create_async_engine(url, pool_pre_ping=False, pool_size=pool_size, max_overflow=pool_size, **kwargs)
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
@@ -189,9 +191,51 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
-    """Create missing tables (see docs/adr/0003: schema migrations arrive with the first change)."""
+    """Create missing tables, add missing nullable columns to existing ones, and on PostgreSQL the
+    function a write calls to refuse streams changed since they were read (ADR 0003, ADR 0014)."""
     async with engine.begin() as connection:
         await connection.run_sync(metadata.create_all)
+        await connection.run_sync(_add_missing_columns, metadata)
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text(REQUIRE_VERSIONS_FUNCTION))
+
+
+def _add_missing_columns(connection: Connection, metadata: MetaData) -> None:
+    """A table created by an earlier caseloop lacks the nullable columns added since (until the
+    schema is managed by migrations, issue 17): add them, so a data folder survives an upgrade."""
+    inspector = inspect(connection)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                if not column.nullable:
+                    raise RuntimeError(
+                        f"the table {table.name} lacks the column {column.name}, which cannot be added to existing "
+                        "rows: this database was made by another version of caseloop; replay into a new one"
+                    )
+                kind = column.type.compile(dialect=connection.dialect)
+                preparer = connection.dialect.identifier_preparer
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN {preparer.quote(column.name)} {kind}"
+                )
+
+
+#: Raised inside the statement that writes a unit of work when a stream it read was written by
+#: someone else meanwhile: the whole statement is undone (SQLSTATE 40001, as a serialization failure).
+REQUIRE_VERSIONS_FUNCTION = """
+CREATE OR REPLACE FUNCTION caseloop_require_versions(written bigint, expected bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF written <> expected THEN
+        RAISE EXCEPTION 'caseloop: % of % streams were written by someone else since they were read',
+            expected - written, expected USING ERRCODE = '40001';
+    END IF;
+    RETURN written;
+END
+$$
+"""
 
 
 # Statements are built once per table and set of columns, and the values go with each execution

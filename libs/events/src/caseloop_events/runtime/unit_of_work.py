@@ -1,279 +1,275 @@
-"""The unit of work: one database transaction holding a projection change, the events it
-produced (outbox) and the consumer position (DESIGN.md §3)."""
+"""The unit of work: read the streams it needs at once, decide in memory, write everything at once.
+
+A unit of work — one HTTP command, one consumer poll, one replay batch, one timer round — reads
+the streams it touches in one round trip (``load``), keeps what its handlers record and emit and
+the projection rows they put in memory, and writes it all in one atomic step (``commit``): the case
+log, the outbox, the projections, the consumer checkpoints and the streams' new versions. The write
+expects every stream it changed to still be at the version it read; if another writer got there
+first, nothing is written and the unit of work is done again on fresh state (``VersionConflict``).
+On PostgreSQL that write is one statement; on SQLite one ``BEGIN IMMEDIATE`` transaction (ADR 0014).
+"""
 
 from __future__ import annotations
 
-import functools
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
-from sqlalchemy import Table, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy import Table
 
-from caseloop_events.contracts.causal import causal_order
 from caseloop_events.contracts.clock import Clock
 from caseloop_events.contracts.envelope import Envelope
-from caseloop_events.runtime.storage import (
-    SQLITE_WRITE,
-    RuntimeTables,
-    create_engine,
-    create_schema,
-    dialect_insert,
-    insert_row_ignoring_duplicates,
-    insert_rows_ignoring_duplicates,
-    session_factory,
-    upsert_rows,
-)
+from caseloop_events.contracts.folding import State, StreamModel
+from caseloop_events.runtime.streams import Stream, StreamCache, StreamSnapshot
+
+Deps = TypeVar("Deps")
 
 
-async def _case_events(session: AsyncSession, tables: RuntimeTables, case_id: UUID) -> list[Envelope]:
-    log = tables.case_events
-    rows = await session.execute(select(log.c.envelope).where(log.c.case_id == str(case_id)))
-    return causal_order(Envelope.model_validate_json(row) for (row,) in rows)
+class VersionConflict(Exception):
+    """A stream the unit of work read was written by someone else before it wrote: do it again."""
 
 
-@functools.cache
-def _lock_statement(dialect_name: str, streams: Table) -> Any:
-    return dialect_insert(dialect_name, streams).on_conflict_do_update(
-        index_elements=[streams.c.case_id], set_={"version": streams.c.version + 1}
-    )
+class KeyedLocks:
+    """One lock per key, for the units of work of one process that would all write one stream
+    (every screening of a grid): they take turns instead of racing and being done again."""
+
+    def __init__(self) -> None:
+        self._locks: dict[object, tuple[asyncio.Lock, int]] = {}
+
+    async def acquire(self, key: object) -> None:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._leave(key)
+            raise
+
+    def release(self, key: object) -> None:
+        self._locks[key][0].release()
+        self._leave(key)
+
+    def _leave(self, key: object) -> None:
+        lock, users = self._locks[key]
+        if users == 1:
+            del self._locks[key]
+        else:
+            self._locks[key] = (lock, users - 1)
 
 
-def _logged(event: Envelope) -> dict[str, Any]:
-    return {
-        "event_id": str(event.event_id),
-        "case_id": str(event.case_id),
-        "type": event.type,
-        "producer": event.producer.value,
-        "occurred_at": event.occurred_at,
-        "envelope": event.model_dump_json(),
-    }
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a consumer stands on a partition: the next offset to read, and the event id of the
+    record before it (None when that record is not an event)."""
+
+    consumer: str
+    topic: str
+    partition: int
+    next_offset: int
+    last_event_id: str | None = None
 
 
-class CaseLogs(OrderedDict[UUID, list[Envelope]]):
-    """Case logs as they stand in the database, parsed and in causal order, for at most
-    ``max_cases`` cases (the least recently used go first).
+@dataclass
+class Changes:
+    """Everything one unit of work writes, in one step."""
 
-    Only a writer that has the database to itself may keep them across transactions — a replay
-    into a database of its own — and it must drop them all when a transaction fails, since they
-    hold what that transaction recorded."""
+    #: Each stream written, with the version it was read at; it is written at that version + 1.
+    versions: dict[UUID, int] = field(default_factory=dict)
+    #: New events of the streams (recorded and emitted), with their JSON as stored.
+    events: list[tuple[Envelope, str]] = field(default_factory=list)
+    #: The events emitted (the service's own), in order: the outbox rows.
+    outbox: list[tuple[Envelope, str]] = field(default_factory=list)
+    #: Projection rows by table and primary key: the row to upsert, or None to delete it.
+    rows: dict[Table, dict[tuple[Any, ...], dict[str, Any] | None]] = field(default_factory=dict)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
 
-    def __init__(self, max_cases: int) -> None:
-        super().__init__()
-        self.max_cases = max_cases
-
-    def __getitem__(self, case_id: UUID) -> list[Envelope]:
-        log = super().__getitem__(case_id)
-        self.move_to_end(case_id)
-        return log
-
-    def __setitem__(self, case_id: UUID, log: list[Envelope]) -> None:
-        super().__setitem__(case_id, log)
-        self.move_to_end(case_id)
-        while len(self) > self.max_cases:
-            self.popitem(last=False)
+    @property
+    def empty(self) -> bool:
+        return not (self.versions or self.events or self.rows or self.checkpoints)
 
 
-#: PostgreSQL runs (and commits) each statement of such a connection on its own: no BEGIN, no
-#: COMMIT or ROLLBACK, each a round trip.
-STATEMENTS_ON_THEIR_OWN = {"isolation_level": "AUTOCOMMIT"}
+class StreamStore(Protocol[State]):
+    """Where streams and projections live: the database, or an in-memory fake in unit tests."""
+
+    topic: str
+
+    async def load(
+        self, stream_ids: Sequence[UUID], cache: StreamCache[State], model: StreamModel[State]
+    ) -> dict[UUID, StreamSnapshot[State]]:
+        """Each stream as stored now (the cached snapshot where its version is unchanged)."""
+        ...
+
+    async def write(self, changes: Changes, now: datetime) -> None:
+        """Write the changes at once, or nothing and raise ``VersionConflict``."""
+        ...
+
+    def committed(self, emitted: Sequence[tuple[Envelope, str]]) -> None:
+        """Tell whoever listens (the outbox relay) what a successful write emitted."""
+        ...
 
 
-class UnitOfWork:
-    """What a handler may touch during one transaction."""
+class UnitOfWork(Generic[Deps, State]):
+    """What a handler works with: the streams it reads and writes, the projection rows it puts,
+    the service's dependencies (``deps``) and the time (``now``)."""
 
     def __init__(
         self,
-        session: AsyncSession,
-        tables: RuntimeTables,
-        topic: str,
+        store: StreamStore[State],
+        model: StreamModel[State],
+        cache: StreamCache[State],
+        deps: Deps,
         clock: Clock,
-        kept_logs: CaseLogs | None = None,
+        locks: KeyedLocks | None = None,
     ) -> None:
-        self.session = session
-        self.tables = tables
+        self.deps = deps
         self.clock = clock
-        self._topic = topic
+        self._locks = locks or KeyedLocks()
+        self._held: list[object] = []
+        self._store = store
+        self._model = model
+        self._cache = cache
+        self._streams: dict[UUID, Stream[State]] = {}
+        self._depended_on: set[UUID] = set()
+        self._json: dict[UUID, str] = {}
+        self._rows: dict[Table, dict[tuple[Any, ...], dict[str, Any] | None]] = {}
+        self._checkpoints: dict[tuple[str, str, int], Checkpoint] = {}
+        #: The events this unit of work emitted, in order.
         self.emitted: list[Envelope] = []
-        # The logs of the cases this transaction locked, kept up to date as it records events:
-        # nobody else writes a locked case's log, so it is read and parsed once per transaction
-        # (a consumer batch handles many events of a case in one). A writer that has the database
-        # to itself passes the logs it keeps across its transactions (``CaseLogs``): no lock and no
-        # read for those.
-        self._locked_logs: dict[UUID, list[Envelope]] = kept_logs if kept_logs is not None else {}
-        #: What a handler read once and keeps for the rest of the transaction, under a key of its
-        #: own: rows only this service writes, so the handler that writes one drops its entry.
+        #: What a handler read once and keeps for the rest of the unit of work, under a key of its own.
         self.memo: dict[object, Any] = {}
+        self._now: datetime | None = None
 
-    @property
-    def dialect(self) -> str:
-        return self.session.get_bind().dialect.name
+    def now(self) -> datetime:
+        """The time of this unit of work: read once, so every decision in it agrees."""
+        if self._now is None:
+            self._now = self.clock.now()
+        return self._now
 
-    async def lock_case(self, case_id: UUID) -> list[Envelope]:
-        """Lock the case for this transaction and return its recorded events in causal order."""
-        if case_id not in self._locked_logs:
-            # One statement: the upsert takes the row lock whether it inserts or updates.
-            lock = _lock_statement(self.dialect, self.tables.case_streams)
-            await self.session.execute(lock, {"case_id": str(case_id), "version": 1})
-            self._locked_logs[case_id] = await _case_events(self.session, self.tables, case_id)
-        return list(self._locked_logs[case_id])
+    # --- streams ---------------------------------------------------------------------------------
 
-    async def case_events(self, case_id: UUID) -> list[Envelope]:
-        """The case's recorded events in causal order (of a case this transaction did not lock:
-        as committed when read)."""
-        if case_id in self._locked_logs:
-            return list(self._locked_logs[case_id])
-        return await _case_events(self.session, self.tables, case_id)
+    async def load(self, *stream_ids: UUID) -> None:
+        """Read the streams not read yet, all in one round trip."""
+        missing = list(dict.fromkeys(i for i in stream_ids if i not in self._streams))
+        if missing:
+            for stream_id, snapshot in (await self._store.load(missing, self._cache, self._model)).items():
+                self._streams[stream_id] = Stream(snapshot, self._model)
 
-    async def record(self, event: Envelope) -> None:
-        """Keep an event in the case log (idempotent: an event the locked log holds is not written again)."""
-        log = self._locked_logs.get(event.case_id)
-        if log is not None and any(kept.event_id == event.event_id for kept in log):
-            return
-        await insert_row_ignoring_duplicates(self.session, self.tables.case_events, _logged(event))
-        self._remember([event])
+    async def stream(self, stream_id: UUID) -> Stream[State]:
+        await self.load(stream_id)
+        return self._streams[stream_id]
 
-    def _remember(self, events: Sequence[Envelope]) -> None:
-        """Add what was just recorded to the locked logs it belongs to (one ordering per case)."""
-        by_case: dict[UUID, list[Envelope]] = {}
+    async def state(self, stream_id: UUID) -> State:
+        """The stream's state, folded from its events (those recorded here included)."""
+        return (await self.stream(stream_id)).state
+
+    def loaded(self, stream_id: UUID) -> Stream[State]:
+        """A stream this unit of work has read already."""
+        return self._streams[stream_id]
+
+    async def exclusive(self, key: object) -> None:
+        """Wait until no other unit of work of this process holds ``key``, and hold it until this one
+        is written or given up (``release``): for a stream that many would write at once."""
+        if key not in self._held:
+            await self._locks.acquire(key)
+            self._held.append(key)
+
+    def release(self) -> None:
+        """Let go of what ``exclusive`` holds."""
+        while self._held:
+            self._locks.release(self._held.pop())
+
+    def depend_on(self, stream_id: UUID) -> None:
+        """Write only if this stream, read but maybe not changed here, is still as it was read: a
+        decision about one case that rests on another's state (a duplicate's original)."""
+        self._depended_on.add(stream_id)
+
+    def record(self, event: Envelope, stored: str | None = None) -> bool:
+        """Keep an event in its stream (read already); False when the stream held it already.
+        ``stored``: the event's JSON as it came (a record's value), kept as it is."""
+        added = self._streams[event.case_id].add(event)
+        if added and stored is not None:
+            self._json[event.event_id] = stored
+        return added
+
+    def emit(self, *events: Envelope) -> None:
+        """New events of this service: kept in their streams (read already) and in the outbox."""
         for event in events:
-            if event.case_id in self._locked_logs:
-                by_case.setdefault(event.case_id, []).append(event)
-        for case_id, new in by_case.items():
-            log = self._locked_logs[case_id]
-            known = {kept.event_id for kept in log}
-            fresh = [event for event in new if event.event_id not in known]
-            if fresh:
-                self._locked_logs[case_id] = causal_order([*log, *fresh])
+            if self.record(event):
+                self.emitted.append(event)
 
-    async def record_many(self, events: Sequence[Envelope]) -> None:
-        """Keep many events in the case log with one statement (idempotent): what a replay does."""
-        if events:
-            rows = [_logged(event) for event in events]
-            await insert_rows_ignoring_duplicates(self.session, self.tables.case_events, rows)
-            self._remember(events)
+    def changed(self) -> list[Stream[State]]:
+        """The streams that got new events here, in the order they were read."""
+        return [stream for stream in self._streams.values() if stream.new]
 
-    async def emit(self, *events: Envelope) -> None:
-        """Append new events of this service: case log, outbox, and marked processed, so that
-        reading them back from our own topic is a no-op. One statement per table for them all;
-        the outbox rows take their positions in the order given."""
-        if not events:
+    # --- projections and positions ---------------------------------------------------------------
+
+    def put(self, table: Table, row: Mapping[str, Any]) -> None:
+        """Upsert a projection row (the last put of a key wins)."""
+        unknown = row.keys() - table.c.keys()
+        if unknown:
+            # It would be dropped without a word by the statement that writes the rows.
+            raise ValueError(f"{table.name} has no column {sorted(unknown)}")
+        self._rows.setdefault(table, {})[_key_of(table, row)] = dict(row)
+
+    def pending(self, table: Table) -> list[dict[str, Any]]:
+        """The rows of ``table`` this unit of work put and has not written yet."""
+        return [row for row in self._rows.get(table, {}).values() if row is not None]
+
+    def remove(self, table: Table, **key: Any) -> None:
+        """Delete a projection row by its primary key, if there is one."""
+        self._rows.setdefault(table, {})[_key_of(table, key)] = None
+
+    def put_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._checkpoints[(checkpoint.consumer, checkpoint.topic, checkpoint.partition)] = checkpoint
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    async def commit(self) -> None:
+        """Write everything at once; ``VersionConflict`` if a stream changed under it (nothing
+        written, and what this process kept of the streams read here is forgotten)."""
+        changes = self.changes()
+        if changes.empty:
+            self._keep_what_was_read()
             return
-        now = self.clock.now()
-        logged = [_logged(event) for event in events]
-        await insert_rows_ignoring_duplicates(self.session, self.tables.case_events, logged)
-        self._remember(events)
-        outbox_rows = [
-            {
-                **{key: row[key] for key in ("event_id", "case_id", "type", "envelope")},
-                "topic": self._topic,
-                "created_at": now,
-            }
-            for row in logged
-        ]
-        await self.session.execute(self.tables.outbox.insert(), outbox_rows)
-        await self.mark_processed_many([event.event_id for event in events])
-        self.emitted.extend(events)
+        try:
+            await self._store.write(changes, self.now())
+        except BaseException:
+            self._cache.forget(self._streams)
+            raise
+        for stream in self._streams.values():
+            written = stream.stream_id in changes.versions
+            self._cache.put(stream.written(stream.version + 1) if written else stream.read())
+        self._store.committed(changes.outbox)
 
-    async def is_processed(self, event_id: UUID) -> bool:
-        table = self.tables.processed_events
-        found = await self.session.execute(select(table.c.event_id).where(table.c.event_id == str(event_id)))
-        return found.first() is not None
+    def rollback(self) -> None:
+        """Nothing is written; the streams read stay cached as they were read."""
+        self._cache.forget(stream_id for stream_id, stream in self._streams.items() if stream.new)
 
-    async def processed_among(self, event_ids: Sequence[UUID]) -> set[UUID]:
-        """Which of these events were processed before."""
-        table = self.tables.processed_events
-        found = await self.session.scalars(
-            select(table.c.event_id).where(table.c.event_id.in_([str(i) for i in event_ids]))
-        )
-        return {UUID(i) for i in found}
+    def _keep_what_was_read(self) -> None:
+        for stream in self._streams.values():
+            if not stream.new:
+                self._cache.put(stream.read())
 
-    async def mark_processed_many(self, event_ids: Sequence[UUID]) -> None:
-        if event_ids:
-            now = self.clock.now()
-            rows = [{"event_id": str(i), "processed_at": now} for i in event_ids]
-            table = self.tables.processed_events
-            await insert_rows_ignoring_duplicates(self.session, table, rows)
-
-    async def mark_processed(self, event_id: UUID) -> None:
-        await insert_row_ignoring_duplicates(
-            self.session, self.tables.processed_events, {"event_id": str(event_id), "processed_at": self.clock.now()}
-        )
-
-    async def save_checkpoint(self, consumer: str, topic: str, partition: int, next_offset: int) -> None:
-        await self.save_checkpoints(consumer, {(topic, partition): next_offset})
-
-    async def save_checkpoints(self, consumer: str, next_offsets: Mapping[tuple[str, int], int]) -> None:
-        """Each (topic, partition)'s next offset for ``consumer``, with one statement."""
-        now = self.clock.now()
-        rows = [
-            {"consumer": consumer, "topic": topic, "partition": partition, "next_offset": offset, "updated_at": now}
-            for (topic, partition), offset in next_offsets.items()
-        ]
-        await upsert_rows(self.session, self.tables.checkpoints, rows, ("consumer", "topic", "partition"))
+    def changes(self) -> Changes:
+        changes = Changes(rows=self._rows, checkpoints=list(self._checkpoints.values()))
+        emitted = {event.event_id for event in self.emitted}
+        for stream in self._streams.values():
+            if stream.new or stream.stream_id in self._depended_on:
+                changes.versions[stream.stream_id] = stream.version
+            for event in stream.new:
+                stored = self._json.get(event.event_id) or event.model_dump_json()
+                changes.events.append((event, stored))
+                if event.event_id in emitted:
+                    self._json[event.event_id] = stored
+        changes.outbox = [(event, self._json[event.event_id]) for event in self.emitted]
+        return changes
 
 
-class Database:
-    """A service's database: its engine, its tables (own and runtime) and its transactions."""
-
-    def __init__(self, url: str, tables: RuntimeTables, topic: str, clock: Clock) -> None:
-        self.url = url
-        self.metadata = tables.metadata
-        self.tables = tables
-        self.engine: AsyncEngine = create_engine(url)
-        self.sessions = session_factory(self.engine)
-        self.topic = topic
-        self.clock = clock
-        self._after_commit: list[Callable[[list[Envelope]], None]] = []
-
-    async def create_schema(self) -> None:
-        await create_schema(self.engine, self.metadata)
-
-    def on_commit(self, listener: Callable[[list[Envelope]], None]) -> None:
-        """Call ``listener`` with the events of every committed transaction that emitted any."""
-        self._after_commit.append(listener)
-
-    @asynccontextmanager
-    async def transaction(self, kept_logs: CaseLogs | None = None) -> AsyncIterator[UnitOfWork]:
-        """Everything inside commits together or not at all. ``kept_logs``: see ``CaseLogs``."""
-        async with self.sessions() as session, session.begin():
-            await session.connection(execution_options=SQLITE_WRITE)
-            uow = UnitOfWork(session, self.tables, self.topic, self.clock, kept_logs)
-            yield uow
-        if uow.emitted:
-            for listener in self._after_commit:
-                listener(uow.emitted)
-
-    async def case_events(self, case_id: UUID) -> list[Envelope]:
-        """A case's recorded events in causal order, read outside any writing transaction (queries)."""
-        async with self.reading() as session:
-            return await _case_events(session, self.tables, case_id)
-
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A session for queries. On PostgreSQL its statements run outside a transaction: a query
-        then costs one round trip to the server, not three (BEGIN, the query, ROLLBACK) — each one
-        a context switch on a busy machine (docs/performance.md). A session that reads several
-        times sees each statement's own snapshot, as READ COMMITTED would show it anyway."""
-        async with self.sessions() as session:
-            if self.engine.dialect.name == "postgresql":
-                await session.connection(execution_options=STATEMENTS_ON_THEIR_OWN)
-            yield session
-
-    @asynccontextmanager
-    async def one_statement(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for a write that is a single statement, atomic by itself: on PostgreSQL it
-        commits on its own, one round trip instead of three (BEGIN, the statement, COMMIT). Elsewhere
-        it is an ordinary transaction (deferred: one statement does not read before it writes)."""
-        if self.engine.dialect.name == "postgresql":
-            async with self.engine.connect() as connection:
-                yield await connection.execution_options(**STATEMENTS_ON_THEIR_OWN)
-        else:
-            async with self.engine.begin() as connection:
-                yield connection
-
-    async def dispose(self) -> None:
-        await self.engine.dispose()
+def _key_of(table: Table, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    try:
+        return tuple(row[column.name] for column in table.primary_key.columns)
+    except KeyError as missing:
+        raise ValueError(f"a row of {table.name} needs its primary key {missing}") from None

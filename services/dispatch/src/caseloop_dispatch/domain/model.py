@@ -6,9 +6,9 @@ How the dispute paths flow, and why none of them can loop forever, is ADR 0006.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from caseloop_events.contracts.common import CaseStatus, HandlingLevel, SlaTierName
 from caseloop_events.contracts.dispatch import (
@@ -22,7 +22,7 @@ from caseloop_events.contracts.dispatch import (
 )
 from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, Producer, event_answering, event_caused_by
 from caseloop_events.contracts.errors import CaseNotFound, InvalidInput, RuleViolation
-from caseloop_events.contracts.folding import Folder
+from caseloop_events.contracts.folding import StreamModel
 from caseloop_events.contracts.intake import CaseReport
 from caseloop_events.contracts.lifecycle import CaseProgress, progress
 from caseloop_events.contracts.reference import DISTRICT_COMMAND_UNIT_ID, ReferenceData, Unit
@@ -163,6 +163,9 @@ class AcknowledgeCase:
     unit_id: str
     by: str
     now: datetime
+    #: The request that asked for it, and the authenticated caller who sent it.
+    correlation_id: UUID = field(default_factory=uuid4)
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,9 @@ class ReportResult:
     summary: str
     evidence: tuple[str, ...]
     now: datetime
+    #: The request that asked for it, and the authenticated caller who sent it.
+    correlation_id: UUID = field(default_factory=uuid4)
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,9 @@ class RequestExtension:
     reason: str
     due_at: datetime
     now: datetime
+    #: The request that asked for it, and the authenticated caller who sent it.
+    correlation_id: UUID = field(default_factory=uuid4)
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +207,9 @@ class ReturnCase:
     by: str
     reason: str
     now: datetime
+    #: The request that asked for it, and the authenticated caller who sent it.
+    correlation_id: UUID = field(default_factory=uuid4)
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +222,9 @@ class TransferCase:
     to_unit_id: str
     reason: str
     now: datetime
+    #: The request that asked for it, and the authenticated caller who sent it.
+    correlation_id: UUID = field(default_factory=uuid4)
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +237,9 @@ class AssignJointly:
     by: str
     reason: str
     now: datetime
+    #: The request that asked for it, and the authenticated caller who sent it.
+    correlation_id: UUID = field(default_factory=uuid4)
+    subject: str | None = None
 
 
 def evolve(case: DispatchCase, event: Envelope) -> DispatchCase:
@@ -296,13 +314,13 @@ def _with_details(case: DispatchCase, event: Envelope) -> DispatchCase:
             return case
 
 
-_folder = Folder(DispatchCase, evolve)
+#: How dispatch folds a case: what the runtime folds each stream with.
+CASES = StreamModel(DispatchCase, evolve)
 
 
 def fold(case_id: UUID, events: Iterable[Envelope]) -> DispatchCase:
-    """The case's state from its events, which must come in causal order (the events an earlier
-    fold of the case saw are not folded again: ``caseloop_events.contracts.folding``)."""
-    return _folder(case_id, events)
+    """The case's state from its events, which must come in causal order."""
+    return CASES.fold(case_id, events)
 
 
 # --- Decisions dispatch takes on its own, when an event changes a case ---------------------
@@ -489,7 +507,7 @@ def choose_unit(category: str, town_code: str, reference: ReferenceData, exclude
 # --- Commands ------------------------------------------------------------------------------
 
 
-def acknowledge(case: DispatchCase, command: AcknowledgeCase, correlation_id: UUID) -> Envelope:
+def acknowledge(case: DispatchCase, command: AcknowledgeCase) -> Envelope:
     """The assigned unit signs for a case that awaits it."""
     assignment = _assignment_of(case, NotAwaitingAcknowledgement)
     _require_lead_unit(case, assignment, command.unit_id)
@@ -498,13 +516,13 @@ def acknowledge(case: DispatchCase, command: AcknowledgeCase, correlation_id: UU
     return event_answering(
         assignment.event,
         CaseAcknowledged(unit_id=command.unit_id, acknowledged_by=command.by),
-        actor=_unit_actor(command.by, command.unit_id),
+        actor=_unit_actor(command),
         occurred_at=command.now,
-        correlation_id=correlation_id,
+        correlation_id=command.correlation_id,
     )
 
 
-def report_result(case: DispatchCase, command: ReportResult, correlation_id: UUID) -> Envelope:
+def report_result(case: DispatchCase, command: ReportResult) -> Envelope:
     """The assigned unit reports what it did, once it has signed for the case (or must rework it)."""
     assignment = _assignment_of(case, NotAcknowledged)
     _require_lead_unit(case, assignment, command.unit_id)
@@ -515,13 +533,13 @@ def report_result(case: DispatchCase, command: ReportResult, correlation_id: UUI
         CaseResultReported(
             unit_id=command.unit_id, reported_by=command.by, summary=command.summary, evidence=command.evidence
         ),
-        actor=_unit_actor(command.by, command.unit_id),
+        actor=_unit_actor(command),
         occurred_at=command.now,
-        correlation_id=correlation_id,
+        correlation_id=command.correlation_id,
     )
 
 
-def request_extension(case: DispatchCase, command: RequestExtension, correlation_id: UUID) -> Envelope:
+def request_extension(case: DispatchCase, command: RequestExtension) -> Envelope:
     """The lead unit that signed for the case asks to move its handling deadline to ``due_at``."""
     assignment = _assignment_of(case, NotAcknowledged)
     _require_lead_unit(case, assignment, command.unit_id)
@@ -538,14 +556,14 @@ def request_extension(case: DispatchCase, command: RequestExtension, correlation
         ExtensionRequested(
             unit_id=command.unit_id, requested_by=command.by, reason=command.reason, requested_due_at=command.due_at
         ),
-        actor=_unit_actor(command.by, command.unit_id),
+        actor=_unit_actor(command),
         occurred_at=command.now,
-        correlation_id=correlation_id,
+        correlation_id=command.correlation_id,
     )
 
 
 def return_case(
-    case: DispatchCase, command: ReturnCase, reference: ReferenceData, limits: DisputeLimits, correlation_id: UUID
+    case: DispatchCase, command: ReturnCase, reference: ReferenceData, limits: DisputeLimits
 ) -> list[Envelope]:
     """The lead unit returns the case; dispatch re-routes it at once, never back to a unit that returned it,
     and to the fallback owner once the returns reach the limit."""
@@ -560,9 +578,9 @@ def return_case(
     returned = event_answering(
         case.status_event,
         CaseReturned(unit_id=command.unit_id, returned_by=command.by, reason=command.reason),
-        actor=_unit_actor(command.by, command.unit_id),
+        actor=_unit_actor(command),
         occurred_at=command.now,
-        correlation_id=correlation_id,
+        correlation_id=command.correlation_id,
     )
     after = evolve(case, returned)
     if after.returns >= limits.returns:
@@ -588,7 +606,7 @@ def return_case(
 
 
 def transfer_case(
-    case: DispatchCase, command: TransferCase, reference: ReferenceData, limits: DisputeLimits, correlation_id: UUID
+    case: DispatchCase, command: TransferCase, reference: ReferenceData, limits: DisputeLimits
 ) -> list[Envelope]:
     """The lead unit hands the case to a named unit, within the transfer limit."""
     assignment = _held_by_unit(case, command.unit_id)
@@ -610,9 +628,9 @@ def transfer_case(
             transferred_by=command.by,
             reason=command.reason,
         ),
-        actor=_unit_actor(command.by, command.unit_id),
+        actor=_unit_actor(command),
         occurred_at=command.now,
-        correlation_id=correlation_id,
+        correlation_id=command.correlation_id,
     )
     reassigned = event_caused_by(
         transferred,
@@ -632,9 +650,7 @@ def transfer_case(
     return [transferred, reassigned]
 
 
-def assign_jointly(
-    case: DispatchCase, command: AssignJointly, reference: ReferenceData, correlation_id: UUID
-) -> Envelope:
+def assign_jointly(case: DispatchCase, command: AssignJointly, reference: ReferenceData) -> Envelope:
     """A dispatcher names the lead and the assisting units of a case its lead has not signed for yet."""
     assignment = _assignment_of(case, JointAssignmentRefused)
     _require_not_following(case)
@@ -657,9 +673,9 @@ def assign_jointly(
             returns_so_far=case.returns,
             fallback_owner=is_fallback_owner(lead),
         ),
-        actor=Actor(id=command.by, role=ActorRole.SUPERVISOR),
+        actor=Actor(id=command.by, role=ActorRole.SUPERVISOR, subject=command.subject),
         occurred_at=command.now,
-        correlation_id=correlation_id,
+        correlation_id=command.correlation_id,
     )
 
 
@@ -692,5 +708,5 @@ def _require_lead_unit(case: DispatchCase, assignment: Assignment, unit_id: str)
         )
 
 
-def _unit_actor(by: str, unit_id: str) -> Actor:
-    return Actor(id=by, role=ActorRole.UNIT, unit_id=unit_id)
+def _unit_actor(command: AcknowledgeCase | ReportResult | RequestExtension | ReturnCase | TransferCase) -> Actor:
+    return Actor(id=command.by, role=ActorRole.UNIT, unit_id=command.unit_id, subject=command.subject)

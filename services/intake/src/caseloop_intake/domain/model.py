@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from caseloop_events.contracts.envelope import (
     new_event,
 )
 from caseloop_events.contracts.errors import CaseNotFound, InvalidInput, NotFound, RuleViolation
-from caseloop_events.contracts.folding import Folder
+from caseloop_events.contracts.folding import StreamModel
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -89,6 +89,9 @@ class ReportCase:
     callback_url: str | None
     reported_by: Actor
     now: datetime
+    #: The request that asked for it, and the authenticated caller who sent it.
+    correlation_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,9 @@ class ScreenRound:
     round_id: str | None
     hazards: tuple[Hazard, ...]
     now: datetime
+    #: The request that asked for it, and the authenticated caller who sent it.
+    correlation_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    subject: str | None = None
 
     @property
     def round_key(self) -> str:
@@ -139,8 +145,10 @@ class ScreenRound:
                 callback_url=None,
                 # The worker who found the hazard: the envelope has no grid-worker role, and the
                 # worker acts as the grid-screening source system here.
-                reported_by=Actor(id=self.worker_id, role=ActorRole.SOURCE_SYSTEM),
+                reported_by=Actor(id=self.worker_id, role=ActorRole.SOURCE_SYSTEM, subject=self.subject),
                 now=self.now,
+                correlation_id=self.correlation_id,
+                subject=self.subject,
             )
             for index, hazard in enumerate(self.hazards)
         ]
@@ -155,6 +163,9 @@ class MergeCase:
     by: str
     reason: str
     now: datetime
+    #: The request that asked for it, and the authenticated caller who sent it.
+    correlation_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +176,9 @@ class UnmergeCase:
     by: str
     reason: str
     now: datetime
+    #: The request that asked for it, and the authenticated caller who sent it.
+    correlation_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -282,13 +296,13 @@ def _screened(case: IntakeCase, event: Envelope, case_no: str, status: CaseStatu
     return replace(case, case_no=case_no, status=status, screened_at=screened_at, status_event=event)
 
 
-_folder = Folder(IntakeCase, evolve)
+#: How intake folds a case: what the runtime folds each stream with.
+CASES = StreamModel(IntakeCase, evolve)
 
 
 def fold(case_id: uuid.UUID, events: Iterable[Envelope]) -> IntakeCase:
-    """The case's state from its events, which must come in causal order (the events an earlier
-    fold of the case saw are not folded again: ``caseloop_events.contracts.folding``)."""
-    return _folder(case_id, events)
+    """The case's state from its events, which must come in causal order."""
+    return CASES.fold(case_id, events)
 
 
 def place_case(location: LocationGiven, reference: ReferenceData) -> GridPlace | None:
@@ -427,10 +441,7 @@ SCREENING_DECISIONS = {
 
 
 def screening_event(
-    case_id: uuid.UUID,
-    outcome: CaseAccepted | CaseRejected | CaseLinkedAsDuplicate,
-    command: ReportCase,
-    correlation_id: uuid.UUID,
+    case_id: uuid.UUID, outcome: CaseAccepted | CaseRejected | CaseLinkedAsDuplicate, command: ReportCase
 ) -> Envelope:
     """The case's first event; its id follows from the case id, so a retry cannot make a second one."""
     return new_event(
@@ -438,12 +449,12 @@ def screening_event(
         case_id=case_id,
         actor=command.reported_by,
         occurred_at=command.now,
-        correlation_id=correlation_id,
+        correlation_id=command.correlation_id,
         event_id=deterministic_id(case_id, SCREENING_DECISIONS[type(outcome)]),
     )
 
 
-def merge(case: IntakeCase, into: IntakeCase, command: MergeCase, correlation_id: uuid.UUID) -> Envelope:
+def merge(case: IntakeCase, into: IntakeCase, command: MergeCase) -> Envelope:
     """Merge an accepted open case into another accepted open case it repeats."""
     if not case.known or case.status_event is None:
         raise CaseNotFound(case.case_id)
@@ -462,13 +473,13 @@ def merge(case: IntakeCase, into: IntakeCase, command: MergeCase, correlation_id
     return event_answering(
         case.status_event,
         CasesMerged(into_case_id=into.case_id, into_case_no=into.case_no, merged_by=command.by, reason=command.reason),
-        actor=_supervisor(command.by),
+        actor=_supervisor(command),
         occurred_at=command.now,
-        correlation_id=correlation_id,
+        correlation_id=command.correlation_id,
     )
 
 
-def unmerge(case: IntakeCase, command: UnmergeCase, correlation_id: uuid.UUID) -> list[Envelope]:
+def unmerge(case: IntakeCase, command: UnmergeCase) -> list[Envelope]:
     """Undo a merge; a duplicate undone is accepted on its own, so it is judged and assigned."""
     if not case.known or case.status_event is None:
         raise CaseNotFound(case.case_id)
@@ -477,13 +488,13 @@ def unmerge(case: IntakeCase, command: UnmergeCase, correlation_id: uuid.UUID) -
         raise NotMergedOrDuplicate(f"case {case.case_no} is {case.status}: it follows no other case")
     if case.closed_at is not None:
         raise CaseAlreadyClosed(f"case {case.case_no} is closed")
-    actor = _supervisor(command.by)
+    actor = _supervisor(command)
     unmerged = event_answering(
         case.status_event,
         CaseUnmerged(from_case_id=from_case_id, unmerged_by=command.by, reason=command.reason),
         actor=actor,
         occurred_at=command.now,
-        correlation_id=correlation_id,
+        correlation_id=command.correlation_id,
     )
     if case.duplicate_of is None:
         return [unmerged]
@@ -498,5 +509,5 @@ def unmerge(case: IntakeCase, command: UnmergeCase, correlation_id: uuid.UUID) -
     return [unmerged, accepted]
 
 
-def _supervisor(person: str) -> Actor:
-    return Actor(id=person, role=ActorRole.SUPERVISOR)
+def _supervisor(command: MergeCase | UnmergeCase) -> Actor:
+    return Actor(id=command.by, role=ActorRole.SUPERVISOR, subject=command.subject)

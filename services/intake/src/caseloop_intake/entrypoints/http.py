@@ -10,10 +10,14 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from caseloop_events.contracts.envelope import Actor, ActorRole
+from caseloop_events.contracts.errors import CaseNotFound, InvalidInput
 from caseloop_events.contracts.intake import Reporter
 from caseloop_events.runtime.auth import Principal, Role, admits
 from caseloop_events.runtime.http import CorrelationId, PageOffset
 from caseloop_events.runtime.personal_data import masked_reporter, may_see_personal_data, record_read
+from caseloop_events.runtime.service import Service, service_of
+from caseloop_intake.adapters import idempotency
+from caseloop_intake.config import IntakeSettings
 from caseloop_intake.domain.model import (
     GRID_SCREENING_SOURCE,
     Hazard,
@@ -39,16 +43,10 @@ from caseloop_intake.entrypoints.schemas import (
     ScreeningRead,
     UnmergeCreate,
 )
-from caseloop_intake.service_layer import handlers, idempotency
-from caseloop_intake.service_layer.handlers import IntakeServices
+from caseloop_intake.service_layer.handlers import IntakeDeps, ReportOutcome, require_known_category
 
-
-def get_services(request: Request) -> IntakeServices:
-    services: IntakeServices = request.app.state.services
-    return services
-
-
-Services = Annotated[IntakeServices, Depends(get_services)]
+#: The composed intake service: its commands (``handle``), database and dependencies.
+Intake = Annotated[Service[IntakeSettings, IntakeDeps, IntakeCase], Depends(service_of)]
 
 router = APIRouter(prefix="/v1", tags=["screening"])
 
@@ -81,7 +79,7 @@ IdempotencyKey = Annotated[
 )
 async def report_case(
     body: CaseCreate,
-    services: Services,
+    intake: Intake,
     correlation_id: CorrelationId,
     response: Response,
     caller: SourceSystem,
@@ -93,26 +91,26 @@ async def report_case(
     the request itself safe to retry. A source system reports only under its own name (403 else)."""
     caller.require_source_system(body.source_system)
     if idempotency_key is None:
-        return await _report(body, services, correlation_id, response, caller)
+        return await _report(body, intake, correlation_id, response, caller)
     scope, print_ = body.source_system, idempotency.fingerprint(body.model_dump_json().encode())
-    stored = await idempotency.begin(services.database, scope, idempotency_key, print_, services.clock.now())
+    stored = await idempotency.begin(intake.database, scope, idempotency_key, print_, intake.clock.now())
     if stored is not None:
         headers = {"Location": stored.location} if stored.location else None
         return JSONResponse(json.loads(stored.body), status_code=stored.status_code, headers=headers)
     try:
-        created = await _report(body, services, correlation_id, response, caller)
+        created = await _report(body, intake, correlation_id, response, caller)
     except BaseException:
-        await idempotency.release(services.database, scope, idempotency_key)
+        await idempotency.release(intake.database, scope, idempotency_key)
         raise
     answer = idempotency.StoredAnswer(
         response.status_code or status.HTTP_201_CREATED, created.model_dump_json(), response.headers.get("Location")
     )
-    await idempotency.complete(services.database, scope, idempotency_key, answer, services.clock.now())
+    await idempotency.complete(intake.database, scope, idempotency_key, answer, intake.clock.now())
     return created
 
 
 async def _report(
-    body: CaseCreate, services: IntakeServices, correlation_id: UUID, response: Response, caller: Principal
+    body: CaseCreate, intake: Intake, correlation_id: UUID, response: Response, caller: Principal
 ) -> CaseCreated:
     command = ReportCase(
         source_system=body.source_system,
@@ -126,10 +124,12 @@ async def _report(
         attachments=tuple(str(url) for url in body.attachments),
         callback_url=str(body.callback_url) if body.callback_url is not None else None,
         # The system reports under its name; the key it used is recorded as the actor's subject.
-        reported_by=Actor(id=body.source_system, role=ActorRole.SOURCE_SYSTEM),
-        now=services.clock.now(),
+        reported_by=Actor(id=body.source_system, role=ActorRole.SOURCE_SYSTEM, subject=caller.subject),
+        now=intake.clock.now(),
+        correlation_id=correlation_id,
+        subject=caller.subject,
     )
-    outcome = await handlers.report_case(services, command, correlation_id)
+    outcome: ReportOutcome = await intake.handle(command)
     response.headers["Location"] = f"/v1/cases/{outcome.case.case_id}"
     response.status_code = status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK
     return _case_created(outcome.case)
@@ -142,7 +142,7 @@ async def _report(
     responses={200: {"model": ScreeningRead, "description": "the round was posted before: the same cases"}},
 )
 async def screen_round(
-    body: ScreeningCreate, services: Services, correlation_id: CorrelationId, response: Response, caller: SourceSystem
+    body: ScreeningCreate, intake: Intake, correlation_id: CorrelationId, response: Response, caller: SourceSystem
 ) -> ScreeningRead:
     """A grid worker's daily screening round (日排查): each hazard is screened like a report of its own.
 
@@ -165,9 +165,17 @@ async def screen_round(
             )
             for hazard in body.hazards
         ),
-        now=services.clock.now(),
+        now=intake.clock.now(),
+        correlation_id=correlation_id,
+        subject=caller.subject,
     )
-    outcomes = await handlers.screen_round(services, command, correlation_id)
+    # Every hazard is checked before any is screened, so bad input creates no case; each hazard
+    # then is a report of its own, and posting the round again answers with the same cases.
+    if intake.reference.place_of(command.grid_code) is None:
+        raise InvalidInput("grid_code", f"unknown grid code {command.grid_code!r} (see GET /v1/grids)")
+    for index, hazard in enumerate(command.hazards):
+        require_known_category(intake.reference, hazard.category, f"hazards.{index}.category")
+    outcomes: list[ReportOutcome] = [await intake.handle(report) for report in command.reports()]
     if not any(outcome.created for outcome in outcomes):
         response.status_code = status.HTTP_200_OK
     return ScreeningRead(
@@ -180,43 +188,66 @@ async def screen_round(
 
 
 @router.get("/cases/{case_id}", response_model=CaseRead)
-async def read_case(case_id: UUID, services: Services, caller: CaseReader, request: Request) -> CaseRead:
+async def read_case(case_id: UUID, intake: Intake, caller: CaseReader, request: Request) -> CaseRead:
     """What intake holds about a case: the report, and whether it was accepted, rejected, linked or merged.
 
     A source system reads its own cases, supervisors and triage officers those of their region. The
     reporter's name and phone are whole for the reporting system and supervisors (each such read is
     recorded for the auditor), masked for everyone else."""
-    case = await handlers.get_case(services, case_id)
+    case = await _case(intake, case_id)
     _require_access(caller, case)
     read = _case_read(case)
     if read.reporter is None:
         return read
     if may_see_personal_data(caller, source_system=read.source_system, unit_ids=(), place_code=_town_of(case)):
-        await record_read(services.database, caller, case_id, request)
+        await record_read(intake.database, caller, case_id, request)
         return read
     return _reporter_masked(read)
 
 
 @router.post("/cases/{case_id}/merge", response_model=CaseRead, tags=["supervision"])
 async def merge_case(
-    case_id: UUID, body: MergeCreate, services: Services, correlation_id: CorrelationId, caller: Supervisor
+    case_id: UUID, body: MergeCreate, intake: Intake, correlation_id: CorrelationId, caller: Supervisor
 ) -> CaseRead:
     """A supervisor merges the case into an accepted, open case it repeats; the merged case stops where it stands."""
-    _require_access(caller, await handlers.get_case(services, case_id))
+    _require_access(caller, await _case(intake, case_id))
     command = MergeCase(
-        case_id=case_id, into_case_id=body.into_case_id, by=body.by, reason=body.reason, now=services.clock.now()
+        case_id=case_id,
+        into_case_id=body.into_case_id,
+        by=body.by,
+        reason=body.reason,
+        now=intake.clock.now(),
+        correlation_id=correlation_id,
+        subject=caller.subject,
     )
-    return _reporter_masked(_case_read(await handlers.merge_case(services, command, correlation_id)))
+    merged: IntakeCase = await intake.handle(command)
+    return _reporter_masked(_case_read(merged))
 
 
 @router.post("/cases/{case_id}/unmerge", response_model=CaseRead, tags=["supervision"])
 async def unmerge_case(
-    case_id: UUID, body: UnmergeCreate, services: Services, correlation_id: CorrelationId, caller: Supervisor
+    case_id: UUID, body: UnmergeCreate, intake: Intake, correlation_id: CorrelationId, caller: Supervisor
 ) -> CaseRead:
     """A supervisor undoes a merge or a duplicate link; an unlinked duplicate is accepted for judgment."""
-    _require_access(caller, await handlers.get_case(services, case_id))
-    command = UnmergeCase(case_id=case_id, by=body.by, reason=body.reason, now=services.clock.now())
-    return _reporter_masked(_case_read(await handlers.unmerge_case(services, command, correlation_id)))
+    _require_access(caller, await _case(intake, case_id))
+    command = UnmergeCase(
+        case_id=case_id,
+        by=body.by,
+        reason=body.reason,
+        now=intake.clock.now(),
+        correlation_id=correlation_id,
+        subject=caller.subject,
+    )
+    unmerged: IntakeCase = await intake.handle(command)
+    return _reporter_masked(_case_read(unmerged))
+
+
+async def _case(intake: Intake, case_id: UUID) -> IntakeCase:
+    """The case as its events leave it; 404 for a case intake never screened."""
+    case = await intake.unit_of_work().state(case_id)
+    if not case.known:
+        raise CaseNotFound(case_id)
+    return case
 
 
 def _town_of(case: IntakeCase) -> str | None:
@@ -315,7 +346,7 @@ def _duplicate_read(case: IntakeCase) -> DuplicateLinkRead | None:
 
 @router.get("/grids", response_model=GridPage, tags=["reference"])
 async def list_grids(
-    services: Services,
+    intake: Intake,
     town_code: Annotated[str | None, Query(max_length=32)] = None,
     village_code: Annotated[str | None, Query(max_length=32)] = None,
     q: Annotated[str | None, Query(max_length=64, description="part of a grid, group, village or town name")] = None,
@@ -325,7 +356,7 @@ async def list_grids(
     """The grid codes of the region with their group, village, town and district."""
     places = [
         p
-        for p in services.reference.grids.values()
+        for p in intake.reference.grids.values()
         if (town_code is None or p.town_code == town_code)
         and (village_code is None or p.village_code == village_code)
         and (q is None or any(q in name for name in (p.grid_name, p.group_name, p.village_name, p.town_name)))
@@ -338,6 +369,6 @@ async def list_grids(
 
 
 @router.get("/categories", response_model=list[CategoryRead], tags=["reference"])
-async def list_categories(services: Services) -> list[CategoryRead]:
+async def list_categories(intake: Intake) -> list[CategoryRead]:
     """The case categories a report may name."""
-    return [CategoryRead(code=c.code, name=c.name) for c in services.reference.categories.values()]
+    return [CategoryRead(code=c.code, name=c.name) for c in intake.reference.categories.values()]

@@ -343,10 +343,13 @@ def _place_code(case: SupervisedCase, level: str) -> str:
 
 @dataclass(frozen=True)
 class UrgeCase:
+    case_id: UUID
     by: str
     note: str
     now: datetime
     correlation_id: UUID
+    #: The authenticated caller who sent the request.
+    subject: str | None = None
 
 
 def urge(case: SupervisedCase, command: UrgeCase) -> list[Envelope]:
@@ -354,7 +357,7 @@ def urge(case: SupervisedCase, command: UrgeCase) -> list[Envelope]:
     if case.status in FINISHED or case.status is None or case.status_event is None:
         raise CaseNotOpen(f"case is {case.status}: only an open case can be urged")
     payload = CaseUrged(urged_by=command.by, note=command.note, unit_id=case.unit_id)
-    actor = Actor(id=command.by, role=ActorRole.SUPERVISOR)
+    actor = Actor(id=command.by, role=ActorRole.SUPERVISOR, subject=command.subject)
     return [
         event_answering(
             case.status_event, payload, actor=actor, occurred_at=command.now, correlation_id=command.correlation_id
@@ -364,6 +367,7 @@ def urge(case: SupervisedCase, command: UrgeCase) -> list[Envelope]:
 
 @dataclass(frozen=True)
 class DecideExtension:
+    case_id: UUID
     approved: bool
     by: str
     note: str
@@ -371,6 +375,8 @@ class DecideExtension:
     due_at: datetime | None
     now: datetime
     correlation_id: UUID
+    #: The authenticated caller who sent the request.
+    subject: str | None = None
 
 
 def decide_extension(case: SupervisedCase, command: DecideExtension) -> list[Envelope]:
@@ -379,7 +385,7 @@ def decide_extension(case: SupervisedCase, command: DecideExtension) -> list[Env
     if request is None:
         raise NoExtensionPending("the case has no extension request waiting for a decision")
     clock = case.handling_clock
-    actor = Actor(id=command.by, role=ActorRole.SUPERVISOR)
+    actor = Actor(id=command.by, role=ActorRole.SUPERVISOR, subject=command.subject)
     if not command.approved:
         refused = ExtensionDecided(
             request_event_id=request.request_event_id, approved=False, decided_by=command.by, note=command.note

@@ -40,19 +40,25 @@ class NotAwaitingEvaluation(RuleViolation):
 
 @dataclass(frozen=True)
 class VerifyResult:
+    case_id: UUID
     passed: bool
     by: str
     note: str
     now: datetime
     correlation_id: UUID
+    #: The authenticated caller who sent the request.
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
 class EvaluateHandling:
+    case_id: UUID
     rating: Rating
     comment: str
     now: datetime
     correlation_id: UUID
+    #: The authenticated caller who sent the request.
+    subject: str | None = None
 
 
 #: Who decides when a rule, not a person, does: supervision itself.
@@ -70,7 +76,7 @@ def verify(case: SupervisedCase, command: VerifyResult) -> list[Envelope]:
         if command.passed
         else CaseVerificationFailed(verified_by=command.by, note=command.note)
     )
-    actor = Actor(id=command.by, role=ActorRole.SUPERVISOR)
+    actor = Actor(id=command.by, role=ActorRole.SUPERVISOR, subject=command.subject)
     return [
         event_answering(
             case.status_event, payload, actor=actor, occurred_at=command.now, correlation_id=command.correlation_id
@@ -85,7 +91,7 @@ def evaluate(case: SupervisedCase, command: EvaluateHandling) -> list[Envelope]:
     evaluated = event_answering(
         case.status_event,
         CaseEvaluated(rating=command.rating, comment=command.comment),
-        actor=Actor(id="citizen", role=ActorRole.CITIZEN),
+        actor=Actor(id="citizen", role=ActorRole.CITIZEN, subject=command.subject),
         occurred_at=command.now,
         correlation_id=command.correlation_id,
     )

@@ -22,7 +22,7 @@ from caseloop_events.contracts.dispatch import (
     ExtensionRequested,
 )
 from caseloop_events.contracts.envelope import Envelope
-from caseloop_events.contracts.folding import Folder
+from caseloop_events.contracts.folding import StreamModel
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -629,10 +629,10 @@ def _with_feedback(case: SupervisedCase, feedback: Feedback) -> SupervisedCase:
     return replace(case, feedback=tuple(feedback if f is earlier else f for f in case.feedback))
 
 
-_folder = Folder(SupervisedCase, evolve)
+#: How supervision folds a case: what the runtime folds each stream with.
+CASES = StreamModel(SupervisedCase, evolve)
 
 
 def fold(case_id: uuid.UUID, events: Iterable[Envelope]) -> SupervisedCase:
-    """The case as its events, in causal order, make it. A handler folds a case several times per
-    event, and the earlier events are not folded again (``caseloop_events.contracts.folding``)."""
-    return _folder(case_id, events)
+    """The case as its events, in causal order, make it."""
+    return CASES.fold(case_id, events)

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
+from caseloop_events.contracts.clock import REGION_TIMEZONE
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.reference import HandlingLevel
 from caseloop_events.contracts.supervision import Rating, RegionMode
-from caseloop_events.contracts.timeline import CaseTimeline, render_text
+from caseloop_events.contracts.timeline import CaseTimeline, build_timeline, render_text
 from caseloop_events.runtime.auth import Caller, Principal, Role, admits
 from caseloop_events.runtime.http import CorrelationId, IsoDate, IsoDateTime, PageOffset, RequestBody
 from caseloop_events.runtime.personal_data import (
@@ -23,19 +24,20 @@ from caseloop_events.runtime.personal_data import (
     record_read,
     with_personal_data_masked,
 )
+from caseloop_events.runtime.service import Service, service_of
+from caseloop_supervision.adapters import queries
+from caseloop_supervision.adapters.views import CasePage, CaseView
+from caseloop_supervision.config import SupervisionSettings
 from caseloop_supervision.domain.clocks import DecideExtension, UrgeCase
 from caseloop_supervision.domain.decisions import EvaluateHandling, VerifyResult
-from caseloop_supervision.service_layer import handlers
-from caseloop_supervision.service_layer.handlers import SupervisionServices, SwitchRegionMode
-from caseloop_supervision.service_layer.views import CasePage, CaseView
+from caseloop_supervision.domain.model import SupervisedCase
+from caseloop_supervision.domain.report import daily_report as report_of_the_day
+from caseloop_supervision.service_layer import commands
+from caseloop_supervision.service_layer.commands import RegionModeView, SwitchRegionMode
+from caseloop_supervision.service_layer.supervising import SupervisionDeps
 
-
-def get_services(request: Request) -> SupervisionServices:
-    services: SupervisionServices = request.app.state.services
-    return services
-
-
-Services = Annotated[SupervisionServices, Depends(get_services)]
+#: The composed supervision service: its commands (``handle``), database and dependencies.
+Supervision = Annotated[Service[SupervisionSettings, SupervisionDeps, SupervisedCase], Depends(service_of)]
 
 
 class VerificationIn(RequestBody):
@@ -117,17 +119,17 @@ def _units_of(view: CaseView) -> list[str | None]:
     return [view.unit_id, *view.assisting_unit_ids]
 
 
-async def _require_case_access(services: SupervisionServices, caller: Principal, case_id: UUID) -> CaseView:
+async def _require_case_access(supervision: Supervision, caller: Principal, case_id: UUID) -> CaseView:
     """The case as it stands, if the caller may see it: the system that reported it, a unit it is
     assigned to, a supervisor of its region (operators read timelines, masked); 403 else."""
-    view = await handlers.get_case(services, case_id)
+    view = await queries.case_now(supervision.database, case_id, supervision.clock.now())
     caller.require_case(source_system=view.source_system, unit_ids=_units_of(view), place_code=view.town_code)
     return view
 
 
 @router.get("", response_model=CasePage)
 async def list_cases(
-    services: Services,
+    supervision: Supervision,
     caller: ListReader,
     status: CaseStatus | None = None,
     town_code: Annotated[str | None, Query(max_length=32)] = None,
@@ -154,8 +156,9 @@ async def list_cases(
     if caller.role is Role.UNIT:
         caller.require_unit([unit_id or caller.unit_id])
         unit_id = caller.unit_id
-    return await handlers.list_cases(
-        services,
+    return await queries.list_cases(
+        supervision.database,
+        supervision.clock.now(),
         status=status.value if status else None,
         town_code=caller.narrowed_to_region(town_code),
         unit_id=unit_id,
@@ -184,14 +187,18 @@ class TimelineFormat(StrEnum):
 
 
 @router.get("/{case_id}", response_model=CaseView)
-async def read_case(case_id: UUID, services: Services, caller: CaseReader, as_of: AsOf = None) -> CaseView:
+async def read_case(case_id: UUID, supervision: Supervision, caller: CaseReader, as_of: AsOf = None) -> CaseView:
     """Where the case stands, who holds it, how it got there, and where its feedback stands.
 
     With ``as_of``: the case folded from its events up to that time, its clocks' time left or overdue
     as they stood then (feedback queued but not yet attempted is not shown: no event records it).
     """
-    view = await _require_case_access(services, caller, case_id)
-    return view if as_of is None else await handlers.get_case(services, case_id, as_of)
+    view = await _require_case_access(supervision, caller, case_id)
+    if as_of is None:
+        return view
+    return await queries.case_as_of(
+        supervision.database, case_id, as_of, supervision.deps.rules.reference.escalation_ladder
+    )
 
 
 @router.get(
@@ -201,7 +208,7 @@ async def read_case(case_id: UUID, services: Services, caller: CaseReader, as_of
 )
 async def read_timeline(
     case_id: UUID,
-    services: Services,
+    supervision: Supervision,
     caller: TimelineReader,
     request: Request,
     output: Annotated[
@@ -217,14 +224,14 @@ async def read_timeline(
     The reporter's name and phone are whole for the reporting system, the case's units and its
     region's supervisors (each such read is recorded for the auditor), masked for operators.
     """
-    view = await _require_case_access(services, caller, case_id)
-    timeline = await handlers.get_timeline(services, case_id, as_of)
+    view = await _require_case_access(supervision, caller, case_id)
+    timeline = build_timeline(case_id, await queries.events_of(supervision.database, case_id, as_of))
     if holds_personal_data(timeline):
         entitled = may_see_personal_data(
             caller, source_system=view.source_system, unit_ids=_units_of(view), place_code=view.town_code
         )
         if entitled:
-            await record_read(services.database, caller, case_id, request)
+            await record_read(supervision.database, caller, case_id, request)
         else:
             timeline = with_personal_data_masked(timeline)
     if output is TimelineFormat.TEXT:
@@ -234,54 +241,82 @@ async def read_timeline(
 
 @router.post("/{case_id}/verification", response_model=CaseView)
 async def verify_result(
-    case_id: UUID, body: VerificationIn, services: Services, correlation_id: CorrelationId, caller: Supervisor
+    case_id: UUID, body: VerificationIn, supervision: Supervision, correlation_id: CorrelationId, caller: Supervisor
 ) -> CaseView:
     """Verify the unit's reported result (核查); failing sends the case back for rework."""
-    await _require_case_access(services, caller, case_id)
+    await _require_case_access(supervision, caller, case_id)
     command = VerifyResult(
-        passed=body.passed, by=body.by, note=body.note, now=services.clock.now(), correlation_id=correlation_id
+        case_id=case_id,
+        passed=body.passed,
+        by=body.by,
+        note=body.note,
+        now=supervision.clock.now(),
+        correlation_id=correlation_id,
+        subject=caller.subject,
     )
-    return await handlers.verify_result(services, case_id, command)
+    view: CaseView = await supervision.handle(command)
+    return view
 
 
 @router.post("/{case_id}/evaluation", response_model=CaseView)
 async def evaluate_handling(
-    case_id: UUID, body: EvaluationIn, services: Services, correlation_id: CorrelationId, caller: Evaluator
+    case_id: UUID, body: EvaluationIn, supervision: Supervision, correlation_id: CorrelationId, caller: Evaluator
 ) -> CaseView:
     """The citizen's evaluation (回访评价); satisfied or basically satisfied closes the case, unsatisfied
     reopens it (重办). Posted by a supervisor, or by the source system the citizen answered."""
-    await _require_case_access(services, caller, case_id)
+    await _require_case_access(supervision, caller, case_id)
     command = EvaluateHandling(
-        rating=body.rating, comment=body.comment, now=services.clock.now(), correlation_id=correlation_id
+        case_id=case_id,
+        rating=body.rating,
+        comment=body.comment,
+        now=supervision.clock.now(),
+        correlation_id=correlation_id,
+        subject=caller.subject,
     )
-    return await handlers.evaluate_handling(services, case_id, command)
+    view: CaseView = await supervision.handle(command)
+    return view
 
 
 @router.post("/{case_id}/urge", response_model=CaseView)
 async def urge_case(
-    case_id: UUID, body: UrgingIn, services: Services, correlation_id: CorrelationId, caller: Supervisor
+    case_id: UUID, body: UrgingIn, supervision: Supervision, correlation_id: CorrelationId, caller: Supervisor
 ) -> CaseView:
     """Urge the unit holding the case (催办), at any time while the case is open."""
-    await _require_case_access(services, caller, case_id)
-    command = UrgeCase(by=body.by, note=body.note, now=services.clock.now(), correlation_id=correlation_id)
-    return await handlers.urge_case(services, case_id, command)
+    await _require_case_access(supervision, caller, case_id)
+    command = UrgeCase(
+        case_id=case_id,
+        by=body.by,
+        note=body.note,
+        now=supervision.clock.now(),
+        correlation_id=correlation_id,
+        subject=caller.subject,
+    )
+    view: CaseView = await supervision.handle(command)
+    return view
 
 
 @router.post("/{case_id}/extension/decision", response_model=CaseView)
 async def decide_on_extension(
-    case_id: UUID, body: ExtensionDecisionIn, services: Services, correlation_id: CorrelationId, caller: Supervisor
+    case_id: UUID,
+    body: ExtensionDecisionIn,
+    supervision: Supervision,
+    correlation_id: CorrelationId,
+    caller: Supervisor,
 ) -> CaseView:
     """Approve or refuse the unit's extension request (延期审批); approval moves the handling deadline."""
-    await _require_case_access(services, caller, case_id)
+    await _require_case_access(supervision, caller, case_id)
     command = DecideExtension(
+        case_id=case_id,
         approved=body.approved,
         by=body.by,
         note=body.note,
         due_at=body.due_at,
-        now=services.clock.now(),
+        now=supervision.clock.now(),
         correlation_id=correlation_id,
+        subject=caller.subject,
     )
-    return await handlers.decide_on_extension(services, case_id, command)
+    view: CaseView = await supervision.handle(command)
+    return view
 
 
 RegionCode = Annotated[str, Path(pattern=r"^\d{6}(\d{3})?$", description="the district's code or a town's")]
@@ -289,7 +324,11 @@ RegionCode = Annotated[str, Path(pattern=r"^\d{6}(\d{3})?$", description="the di
 
 @region_router.post("/{region_code}/mode", response_model=RegionModeOut)
 async def switch_region_mode(
-    region_code: RegionCode, body: RegionModeIn, services: Services, correlation_id: CorrelationId, caller: Supervisor
+    region_code: RegionCode,
+    body: RegionModeIn,
+    supervision: Supervision,
+    correlation_id: CorrelationId,
+    caller: Supervisor,
 ) -> RegionModeOut:
     """Switch a town or the district into emergency mode (平战转换) or back to normal; its open cases
     move onto the emergency SLA profile (or back) at once. Switching to the mode it is in changes nothing.
@@ -300,23 +339,35 @@ async def switch_region_mode(
         mode=body.mode,
         by=body.by,
         reason=body.reason,
-        now=services.clock.now(),
+        now=supervision.clock.now(),
         correlation_id=correlation_id,
+        subject=caller.subject,
     )
-    view = await handlers.switch_region_mode(services, command)
+    view = await commands.switch_region_mode(supervision.handle, supervision.deps.store, command)
     return RegionModeOut.model_validate(view, from_attributes=True)
 
 
 @region_router.get("/{region_code}/mode", response_model=RegionModeOut)
-async def read_region_mode(region_code: RegionCode, services: Services, _: Caller) -> RegionModeOut:
+async def read_region_mode(region_code: RegionCode, supervision: Supervision, _: Caller) -> RegionModeOut:
     """The mode a town or the district is in."""
-    view = await handlers.get_region_mode(services, region_code)
+    level = _region_level(supervision, region_code)
+    mode, switched_at, switched_by = await queries.region_mode(supervision.database, region_code)
+    view = RegionModeView(region_code, level, mode, switched_at, switched_by)
     return RegionModeOut.model_validate(view, from_attributes=True)
+
+
+def _region_level(supervision: Supervision, region_code: str) -> str:
+    reference = supervision.reference
+    if region_code == reference.district.code:
+        return "district"
+    if any(town.code == region_code for town in reference.towns):
+        return "town"
+    raise commands.UnknownRegion(region_code)
 
 
 @report_router.get("/daily", response_model=DailyReportOut)
 async def daily_report(
-    services: Services,
+    supervision: Supervision,
     caller: Supervisor,
     date: Annotated[IsoDate, Query(description="the day, region time (YYYY-MM-DD)")],
     town_code: Annotated[str | None, Query(max_length=32)] = None,
@@ -324,8 +375,13 @@ async def daily_report(
 ) -> DailyReportOut:
     """The daily report (日报告), computed from the events: the same for a past day whenever it is asked."""
     town = caller.narrowed_to_region(town_code)
-    report = await handlers.get_daily_report(services, date, town_code=town, unit_id=unit_id)
-    complete = handlers.day_is_over(date, services.clock.now())
+    start = dt.datetime.combine(date, dt.time(0), tzinfo=REGION_TIMEZONE)
+    end = start + dt.timedelta(days=1)
+    ladder = supervision.deps.rules.reference.escalation_ladder
+    overdue_rung = next((rung.rung for rung in ladder.rungs if rung.at_share >= 1), "overdue")
+    folded = await queries.cases_of_the_day(supervision.database, date)
+    report = report_of_the_day(date, start, end, folded, town_code=town, unit_id=unit_id, overdue_rung=overdue_rung)
+    complete = supervision.clock.now() >= end
     return DailyReportOut(
         **{name: getattr(report, name) for name in DailyReportOut.model_fields if name != "complete"},
         complete=complete,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, Producer, event_answering, event_caused_by
 from caseloop_events.contracts.errors import CaseNotFound, InvalidInput, RuleViolation
-from caseloop_events.contracts.folding import Folder
+from caseloop_events.contracts.folding import StreamModel
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -60,6 +60,9 @@ class JudgeCase:
     case_id: UUID
     choice: OfficerChoice
     now: datetime
+    #: The request that asked for it, and the authenticated caller who sent it.
+    correlation_id: UUID = field(default_factory=uuid4)
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,13 +148,13 @@ def evolve(case: TriageCase, event: Envelope) -> TriageCase:
             return case
 
 
-_folder = Folder(TriageCase, evolve)
+#: How triage folds a case: what the runtime folds each stream with.
+CASES = StreamModel(TriageCase, evolve)
 
 
 def fold(case_id: UUID, events: Iterable[Envelope]) -> TriageCase:
-    """The case's state from its events, which must come in causal order (the events an earlier
-    fold of the case saw are not folded again: ``caseloop_events.contracts.folding``)."""
-    return _folder(case_id, events)
+    """The case's state from its events, which must come in causal order."""
+    return CASES.fold(case_id, events)
 
 
 def judge_by_rules(
@@ -176,7 +179,7 @@ def judge_by_rules(
     )
 
 
-def judge_by_officer(case: TriageCase, command: JudgeCase, reference: ReferenceData, correlation_id: UUID) -> Envelope:
+def judge_by_officer(case: TriageCase, command: JudgeCase, reference: ReferenceData) -> Envelope:
     """An officer's judgment: answering the review request, or superseding the current judgment."""
     choice = command.choice
     require_known_choices(choice, reference)
@@ -199,7 +202,7 @@ def judge_by_officer(case: TriageCase, command: JudgeCase, reference: ReferenceD
     return event_answering(
         cause,
         decision,
-        actor=Actor(id=choice.by, role=ActorRole.TRIAGE_OFFICER),
+        actor=Actor(id=choice.by, role=ActorRole.TRIAGE_OFFICER, subject=command.subject),
         occurred_at=command.now,
-        correlation_id=correlation_id,
+        correlation_id=command.correlation_id,
     )

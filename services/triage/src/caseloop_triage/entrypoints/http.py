@@ -5,24 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
+from caseloop_events.contracts.reference import ReferenceData
 from caseloop_events.runtime.auth import Principal, Role, admits
 from caseloop_events.runtime.http import CorrelationId, PageOffset
+from caseloop_events.runtime.service import Service, service_of
+from caseloop_triage.adapters import queries
+from caseloop_triage.adapters.queries import ReviewQueuePage
+from caseloop_triage.config import TriageSettings
 from caseloop_triage.domain.judgment import OfficerChoice
-from caseloop_triage.domain.model import JudgeCase, Judgment
+from caseloop_triage.domain.model import JudgeCase, Judgment, TriageCase
 from caseloop_triage.entrypoints.schemas import JudgmentCreate, JudgmentRead, RuleHitRead
-from caseloop_triage.service_layer import handlers, views
-from caseloop_triage.service_layer.handlers import TriageServices
-from caseloop_triage.service_layer.views import ReviewQueuePage
+from caseloop_triage.service_layer.handlers import TriageDeps
 
-
-def get_services(request: Request) -> TriageServices:
-    services: TriageServices = request.app.state.services
-    return services
-
-
-Services = Annotated[TriageServices, Depends(get_services)]
+#: The composed triage service: its commands (``handle``), database and dependencies.
+Triage = Annotated[Service[TriageSettings, TriageDeps, TriageCase], Depends(service_of)]
 
 router = APIRouter(prefix="/v1", tags=["judgment"])
 
@@ -31,14 +29,14 @@ JudgmentReader = Annotated[Principal, Depends(admits(Role.TRIAGE_OFFICER, Role.S
 
 
 @router.get("/cases/{case_id}/judgment", response_model=JudgmentRead)
-async def read_judgment(case_id: UUID, services: Services, _: JudgmentReader) -> JudgmentRead:
+async def read_judgment(case_id: UUID, triage: Triage, _: JudgmentReader) -> JudgmentRead:
     """How triage judged the case: category, risk, campaigns, handling level, deadline tier and why."""
-    return _judgment_read(case_id, await handlers.get_judgment(services, case_id), services)
+    return _judgment_read(case_id, await queries.latest_judgment(triage.database, case_id), triage.reference)
 
 
 @router.post("/cases/{case_id}/judgment", response_model=JudgmentRead)
 async def judge_case(
-    case_id: UUID, body: JudgmentCreate, services: Services, correlation_id: CorrelationId, _: TriageOfficer
+    case_id: UUID, body: JudgmentCreate, triage: Triage, correlation_id: CorrelationId, caller: TriageOfficer
 ) -> JudgmentRead:
     """An officer judges a case the rules sent for review, or re-judges a judged case (give a reason)."""
     choice = OfficerChoice(
@@ -50,13 +48,20 @@ async def judge_case(
         campaign_ids=tuple(body.campaign_ids) if body.campaign_ids is not None else None,
         reason=body.reason,
     )
-    command = JudgeCase(case_id=case_id, choice=choice, now=services.clock.now())
-    return _judgment_read(case_id, await handlers.judge_case(services, command, correlation_id), services)
+    command = JudgeCase(
+        case_id=case_id,
+        choice=choice,
+        now=triage.clock.now(),
+        correlation_id=correlation_id,
+        subject=caller.subject,
+    )
+    judgment: Judgment = await triage.handle(command)
+    return _judgment_read(case_id, judgment, triage.reference)
 
 
 @router.get("/review-queue", response_model=ReviewQueuePage)
 async def review_queue(
-    services: Services,
+    triage: Triage,
     caller: JudgmentReader,
     town_code: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -65,12 +70,12 @@ async def review_queue(
     """The cases awaiting an officer's judgment, the longest waiting first; a caller scoped to a town
     sees that town's (403 for another's)."""
     town = caller.narrowed_to_region(town_code)
-    return await views.review_queue_page(services.database, town, limit, offset)
+    return await queries.review_queue_page(triage.database, town, limit, offset)
 
 
-def _judgment_read(case_id: UUID, judgment: Judgment, services: TriageServices) -> JudgmentRead:
+def _judgment_read(case_id: UUID, judgment: Judgment, reference: ReferenceData) -> JudgmentRead:
     decision = judgment.decision
-    category = services.reference.categories.get(decision.category)
+    category = reference.categories.get(decision.category)
     return JudgmentRead(
         case_id=case_id,
         category=decision.category,

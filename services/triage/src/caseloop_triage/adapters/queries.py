@@ -1,4 +1,4 @@
-"""triage's read side: the officers' review queue."""
+"""triage's read side: a case's latest judgment and the officers' review queue."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel
 from sqlalchemy import func, select
 
-from caseloop_events.runtime.unit_of_work import Database
-from caseloop_triage.adapters.tables import review_queue
+from caseloop_events.contracts.errors import CaseNotFound
+from caseloop_events.contracts.triage import CaseJudged
+from caseloop_events.runtime.database import Database
+from caseloop_triage.adapters.tables import judgments, review_queue
+from caseloop_triage.domain.model import Judgment
 
 
 class QueuedCase(BaseModel):
@@ -60,3 +63,18 @@ async def review_queue_page(database: Database, town_code: str | None, limit: in
             for row in rows.mappings()
         ]
     return ReviewQueuePage(items=items, total=total or 0, limit=limit, offset=offset)
+
+
+async def latest_judgment(database: Database, case_id: UUID) -> Judgment:
+    """The case's latest judgment; CaseNotFound when triage has not judged it."""
+    async with database.reading() as session:
+        row = (
+            await session.execute(
+                select(judgments.c.event_id, judgments.c.judged_at, judgments.c.body, judgments.c.judged_by_id).where(
+                    judgments.c.case_id == str(case_id)
+                )
+            )
+        ).first()
+    if row is None:
+        raise CaseNotFound(case_id)
+    return Judgment(UUID(row.event_id), row.judged_at, CaseJudged.model_validate_json(row.body), row.judged_by_id)

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from caseloop_events.contracts.errors import InvalidInput, RuleViolation
+from caseloop_events.runtime.database import Database
 from caseloop_events.runtime.storage import dialect_insert, insert_row_ignoring_duplicates
-from caseloop_events.runtime.unit_of_work import Database
 from caseloop_intake.adapters.tables import idempotency_keys
 
 #: A request under a key that has not answered within this time is taken to have died with its
@@ -55,10 +55,10 @@ async def begin(database: Database, scope: str, key: str, print_: str, now: date
         claimed = await connection.scalar(_claim_new_key(connection.dialect.name), new_key)
     if claimed is not None:
         return None
-    async with database.transaction() as uow:
-        await insert_row_ignoring_duplicates(uow.session, idempotency_keys, new_key)
+    async with database.transaction() as session:
+        await insert_row_ignoring_duplicates(session, idempotency_keys, new_key)
         row = (
-            await uow.session.execute(
+            await session.execute(
                 select(idempotency_keys)
                 .where(idempotency_keys.c.scope == scope, idempotency_keys.c.idempotency_key == key)
                 .with_for_update()
@@ -72,7 +72,7 @@ async def begin(database: Database, scope: str, key: str, print_: str, now: date
             return None  # just claimed by this request
         if now - row.started_at < IN_FLIGHT_TIMEOUT:
             raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still being processed")
-        await uow.session.execute(
+        await session.execute(
             update(idempotency_keys)
             .where(idempotency_keys.c.scope == scope, idempotency_keys.c.idempotency_key == key)
             .values(claim=claim, started_at=now)
@@ -98,8 +98,8 @@ async def complete(database: Database, scope: str, key: str, answer: StoredAnswe
 
 async def release(database: Database, scope: str, key: str) -> None:
     """The request failed: forget the key, so the same request may be sent again."""
-    async with database.transaction() as uow:
-        await uow.session.execute(
+    async with database.transaction() as session:
+        await session.execute(
             delete(idempotency_keys).where(
                 idempotency_keys.c.scope == scope,
                 idempotency_keys.c.idempotency_key == key,
@@ -110,8 +110,8 @@ async def release(database: Database, scope: str, key: str) -> None:
 
 async def forget_expired(database: Database, now: datetime, retention: timedelta) -> int:
     """Drop answered keys older than the retention; returns how many."""
-    async with database.transaction() as uow:
-        result = await uow.session.execute(
+    async with database.transaction() as session:
+        result = await session.execute(
             delete(idempotency_keys).where(idempotency_keys.c.completed_at < now - retention)
         )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 
 from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.dispatch import AssignmentRoute
+from caseloop_events.contracts.envelope import Envelope
 from caseloop_events.contracts.intake import RejectionReason
 from caseloop_events.contracts.reference import EscalationLadder
-from caseloop_events.contracts.supervision import ClockKind, ClosureReason, Rating
+from caseloop_events.contracts.supervision import CaseClosed, CaseVerified, ClockKind, ClosureReason, Rating
 from caseloop_events.contracts.triage import JudgedBy
 from caseloop_supervision.domain.model import (
     CaseClock,
@@ -195,6 +196,19 @@ class CasePage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+def queued_feedback(case: SupervisedCase, events: Iterable[Envelope]) -> list[Feedback]:
+    """The feedback owed and not yet attempted: each verification and closure of a case whose source
+    system gave a callback URL, while no attempt about it is recorded (each attempt is an event)."""
+    if case.callback_url is None:
+        return []
+    attempted = {f.about_event_id for f in case.feedback}
+    return [
+        Feedback(about_event_id=e.event_id, about_type=e.type, url=case.callback_url, state=FeedbackState.PENDING)
+        for e in events
+        if isinstance(e.payload, CaseVerified | CaseClosed) and e.event_id not in attempted
+    ]
 
 
 def case_view(case: SupervisedCase, ladder: EscalationLadder, queued_feedback: Iterable[Feedback] = ()) -> CaseView:

@@ -1,4 +1,5 @@
-"""dispatch's read side: the assignment view, projected from the folded case and queried by units."""
+"""dispatch's read side: the assignment view, its row in ``assignments`` (projected from the folded
+case) and the queries units and supervisors make of it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from caseloop_events.contracts.common import CaseStatus
 from caseloop_events.contracts.dispatch import AssignmentRoute
 from caseloop_events.contracts.errors import NotFound
 from caseloop_events.contracts.reference import ReferenceData
-from caseloop_events.runtime.unit_of_work import Database
+from caseloop_events.runtime.database import Database
 
 
 class AssignmentView(BaseModel):
