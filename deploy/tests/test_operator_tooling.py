@@ -264,7 +264,7 @@ async def test_a_batch_undone_by_a_failing_projection_leaves_no_trace_in_the_str
             for n, e in enumerate(events)
         ]
 
-    kept: StreamCache[DispatchCase] = StreamCache(10, trusted=True)
+    kept: StreamCache[DispatchCase] = StreamCache(10)
     report = ReplayReport("dispatch")
     try:
         await _replay_batch(service, batch(accepted, judged, first_offset=0), report, kept)

@@ -910,7 +910,7 @@ async def preload_supervision(
     per batch one unit of work that records the events and projects each case once, deciding nothing."""
     service = service_spec("supervision").service(database_url, kafka)
     database = service.database
-    kept: StreamCache[Any] = StreamCache(PRELOAD_BATCH_CASES * 2, trusted=True)
+    kept: StreamCache[Any] = StreamCache(PRELOAD_BATCH_CASES * 2)
     result = PreloadResult()
     began = shown = time.monotonic()
     try:

@@ -71,7 +71,7 @@ async def replay_service(
     database at ``target_url`` (its schema is created if needed)."""
     service = spec.service(target_url, kafka)
     report = ReplayReport(spec.name)
-    kept: StreamCache[Any] = StreamCache(KEPT_STREAMS, trusted=True)
+    kept: StreamCache[Any] = StreamCache(KEPT_STREAMS)
     began = time.monotonic()
     try:
         try:

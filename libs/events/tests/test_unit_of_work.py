@@ -103,7 +103,7 @@ async def test_a_stream_a_decision_depends_on_must_not_change_meanwhile_but_one_
         await probe.commit(uow)
 
 
-async def test_a_stream_read_before_is_not_read_again_unless_someone_else_wrote_it(probe: Probe) -> None:
+async def test_a_kept_stream_is_not_read_again_and_a_decision_on_a_stale_one_is_taken_again(probe: Probe) -> None:
     case_id = uuid.uuid4()
     await probe.handle(Verify(case_id, "first"))
     kept = probe.cache.get(case_id)
@@ -119,9 +119,16 @@ async def test_a_stream_read_before_is_not_read_again_unless_someone_else_wrote_
         await other.handle(Verify(case_id, "elsewhere"))
     finally:
         await other.database.dispose()
-    uow = probe.unit_of_work()
-    stream = await uow.stream(case_id)
-    assert [e.payload.verified_by for e in stream.events] == ["first", "elsewhere"]  # type: ignore[attr-defined]
+    stale = probe.unit_of_work()
+    await stale.load(case_id)
+    assert len(stale.loaded(case_id).events) == 1, "what this process keeps, taken as it is"
+    fresh = probe.unit_of_work()
+    await fresh.load(case_id, verify=True)
+    assert len(fresh.loaded(case_id).events) == 2, "asked, the database tells of the other write"
+
+    assert await probe.handle(Verify(case_id, "here")) == 3, "decided on the stale stream, refused, decided again"
+    log = await probe.database.case_events(case_id)
+    assert [e.payload.verified_by for e in log] == ["first", "elsewhere", "here"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.postgres

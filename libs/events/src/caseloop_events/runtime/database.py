@@ -125,13 +125,22 @@ class Database:
             return causal_order(Envelope.model_validate_json(row) for row in rows)
 
     async def load(
-        self, stream_ids: Sequence[UUID], cache: StreamCache[State], model: StreamModel[State]
+        self,
+        stream_ids: Sequence[UUID],
+        cache: StreamCache[State],
+        model: StreamModel[State],
+        *,
+        verify: bool = False,
     ) -> dict[UUID, StreamSnapshot[State]]:
-        """Each stream as stored now: its version, and its events unless the cached snapshot has
-        that version already. One statement on PostgreSQL."""
+        """Each stream: as cached, or as stored (one statement on PostgreSQL for all those not cached).
+        ``verify``: ask whether each cached stream is still at its version too (reading the events of
+        those that changed), for an answer that no write of this unit of work will check."""
         cached = {i: snapshot for i in stream_ids if (snapshot := cache.get(i)) is not None}
-        if cache.trusted and len(cached) == len(stream_ids):
-            return cached
+        if not verify:
+            missing = [i for i in stream_ids if i not in cached]
+            if not missing:
+                return cached
+            return {**cached, **(await self.load(missing, cache, model, verify=True))}
         if self.is_postgresql:
             versions, logs = await self._load_postgresql(stream_ids, cached)
         else:

@@ -114,13 +114,13 @@ def _order_key(event: Envelope) -> tuple[datetime, str]:
 class StreamCache(Generic[State]):
     """The streams a process wrote or read last, at most ``capacity`` (least recently used go first).
 
-    A unit of work asks the database only whether each stream's version is still the one cached,
-    and reads the events of those that changed. ``trusted``: the process is the database's only
-    writer (a replay into a database of its own), so the cache is used without asking."""
+    A unit of work takes a cached stream as it is, without asking the database: its write checks
+    that the stream is still at the version cached, and a stream someone else wrote meanwhile makes
+    the write fail, the stream forgotten here, and the unit of work done again on what the database
+    holds (ADR 0014). In a service that runs as one process, that never happens."""
 
-    def __init__(self, capacity: int, *, trusted: bool = False) -> None:
+    def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.trusted = trusted
         self._kept: OrderedDict[UUID, StreamSnapshot[State]] = OrderedDict()
 
     def get(self, stream_id: UUID) -> StreamSnapshot[State] | None:

@@ -97,9 +97,14 @@ class StreamStore(Protocol[State]):
     topic: str
 
     async def load(
-        self, stream_ids: Sequence[UUID], cache: StreamCache[State], model: StreamModel[State]
+        self,
+        stream_ids: Sequence[UUID],
+        cache: StreamCache[State],
+        model: StreamModel[State],
+        *,
+        verify: bool = False,
     ) -> dict[UUID, StreamSnapshot[State]]:
-        """Each stream as stored now (the cached snapshot where its version is unchanged)."""
+        """Each stream as cached, or as stored; ``verify``: as stored, even if cached."""
         ...
 
     async def write(self, changes: Changes, now: datetime) -> None:
@@ -150,11 +155,14 @@ class UnitOfWork(Generic[Deps, State]):
 
     # --- streams ---------------------------------------------------------------------------------
 
-    async def load(self, *stream_ids: UUID) -> None:
-        """Read the streams not read yet, all in one round trip."""
+    async def load(self, *stream_ids: UUID, verify: bool = False) -> None:
+        """Read the streams not read yet: those this process keeps as it keeps them (the write checks
+        they did not change), the others in one round trip. ``verify``: ask the database about the
+        kept ones too — for a read that no write will check (a query answered from a stream)."""
         missing = list(dict.fromkeys(i for i in stream_ids if i not in self._streams))
         if missing:
-            for stream_id, snapshot in (await self._store.load(missing, self._cache, self._model)).items():
+            loaded = await self._store.load(missing, self._cache, self._model, verify=verify)
+            for stream_id, snapshot in loaded.items():
                 self._streams[stream_id] = Stream(snapshot, self._model)
 
     async def stream(self, stream_id: UUID) -> Stream[State]:

@@ -34,7 +34,12 @@ class InMemoryStore(Generic[State]):
         self.writes = 0
 
     async def load(
-        self, stream_ids: Sequence[UUID], cache: StreamCache[State], model: StreamModel[State]
+        self,
+        stream_ids: Sequence[UUID],
+        cache: StreamCache[State],
+        model: StreamModel[State],
+        *,
+        verify: bool = False,
     ) -> dict[UUID, StreamSnapshot[State]]:
         return {i: StreamSnapshot(i, *self._version_and_events(i)) for i in stream_ids}
 

@@ -244,7 +244,9 @@ async def unmerge_case(
 
 async def _case(intake: Intake, case_id: UUID) -> IntakeCase:
     """The case as its events leave it; 404 for a case intake never screened."""
-    case = await intake.unit_of_work().state(case_id)
+    uow = intake.unit_of_work()
+    await uow.load(case_id, verify=True)
+    case = uow.loaded(case_id).state
     if not case.known:
         raise CaseNotFound(case_id)
     return case
