@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.client import AIOKafkaClient
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -49,6 +50,29 @@ class KafkaSettings(BaseSettings):
             linger_ms=5,
             request_timeout_ms=30000,
         )
+
+
+class BrokerRequests:
+    """Requests this process sent to the broker (fetches, produce requests, metadata, offsets): with
+    the database's round trips, what a closed case costs (docs/performance.md)."""
+
+    sent = 0
+    _counting = False
+
+    @classmethod
+    def count(cls) -> None:
+        """Count every request aiokafka's clients of this process send, from now on. aiokafka has no
+        hook for it: its client's one method that sends a request to a broker is wrapped, once."""
+        if cls._counting:
+            return
+        cls._counting = True
+        send = AIOKafkaClient.send
+
+        async def counted(client: AIOKafkaClient, *args: Any, **kwargs: Any) -> Any:
+            cls.sent += 1
+            return await send(client, *args, **kwargs)
+
+        AIOKafkaClient.send = counted
 
 
 def event_key(event: Envelope) -> bytes:

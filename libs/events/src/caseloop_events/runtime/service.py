@@ -44,7 +44,7 @@ from caseloop_events.runtime.http import (
     health_router,
     install_error_handlers,
 )
-from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.kafka import BrokerRequests, KafkaSettings
 from caseloop_events.runtime.outbox import OutboxRelay
 from caseloop_events.runtime.storage import DEFAULT_POOL_SIZE, RuntimeTables, ping
 from caseloop_events.runtime.streams import Stream, StreamCache
@@ -87,8 +87,8 @@ class ServiceSettings(BaseSettings):
     log_level: str = "info"
     #: The largest request body the service reads; larger ones are 413.
     max_body_bytes: int = Field(default=1_048_576, ge=1024, validation_alias="CASELOOP_MAX_BODY_BYTES")
-    #: Connections to PostgreSQL (and as many more at a peak): the requests served at once, the
-    #: consumer, the relay and the jobs. A request beyond them waits for a connection.
+    #: Connections to PostgreSQL: the requests served at once, the consumer, the relay and the jobs.
+    #: A request beyond them waits for a connection.
     database_pool_size: int = Field(default=DEFAULT_POOL_SIZE, ge=1, validation_alias="CASELOOP_DATABASE_POOL_SIZE")
     #: Streams (cases) whose events and state the service keeps in memory between units of work.
     stream_cache_size: int = Field(default=2000, ge=0, validation_alias="CASELOOP_STREAM_CACHE_SIZE")
@@ -313,6 +313,7 @@ class Service(Generic[Settings, Deps, State]):
 
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        BrokerRequests.count()
         await self.database.create_schema()
         await _retry_connect(
             "topic creation",
@@ -410,6 +411,7 @@ class Service(Generic[Settings, Deps, State]):
             report["not_handled_here"] = self.consumer.skipped_total
             report["deadlettered"] = self.consumer.deadlettered_total
         report["database_round_trips"] = self.database.round_trips
+        report["broker_requests"] = BrokerRequests.sent
         report["streams_cached"] = len(self.cache)
         return report
 

@@ -144,8 +144,11 @@ def define_runtime_tables(metadata: MetaData) -> RuntimeTables:
 
 
 #: Connections a service keeps to PostgreSQL: its consumer, its relay, its jobs and the requests it
-#: serves at once. A request beyond them waits for one (``pool_timeout``) rather than opening more.
-DEFAULT_POOL_SIZE = 10
+#: serves at once. A request beyond them waits for one (``pool_timeout``) rather than opening more:
+#: a connection opened for a peak and closed after it is a connection, an authentication and every
+#: statement prepared again — measured, a pool of 10 with as many more at peaks opened ~10
+#: connections a second under the bench's load (docs/performance.md).
+DEFAULT_POOL_SIZE = 20
 
 
 def create_engine(database_url: str, *, pool_size: int = DEFAULT_POOL_SIZE, **kwargs: Any) -> AsyncEngine:
@@ -156,7 +159,7 @@ def create_engine(database_url: str, *, pool_size: int = DEFAULT_POOL_SIZE, **kw
     it, and the unit of work is tried again on another one (``is_transient``)."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=False, pool_size=pool_size, max_overflow=pool_size, **kwargs)
+        return create_async_engine(url, pool_pre_ping=False, pool_size=pool_size, max_overflow=0, **kwargs)
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
