@@ -154,8 +154,9 @@ def health_router(check: HealthCheck) -> APIRouter:
     return router
 
 
-def correlation_id(x_correlation_id: Annotated[UUID | None, Header()] = None) -> UUID:
-    """The request's correlation id: the caller's ``X-Correlation-ID``, or a new one."""
+async def correlation_id(x_correlation_id: Annotated[UUID | None, Header()] = None) -> UUID:
+    """The request's correlation id: the caller's ``X-Correlation-ID``, or a new one. (Every
+    dependency is ``async``: FastAPI runs a plain function in a thread pool, a hop per request.)"""
     return x_correlation_id or uuid4()
 
 

@@ -526,7 +526,8 @@ def compose(
     return app
 
 
-def service_of(request: Request) -> Service[Any, Any, Any]:
-    """The composed service serving the request (a route's dependency)."""
+async def service_of(request: Request) -> Service[Any, Any, Any]:
+    """The composed service serving the request (a route's dependency; ``async``, so FastAPI runs it
+    on the event loop, not in its thread pool)."""
     service: Service[Any, Any, Any] = request.app.state.service
     return service
