@@ -55,9 +55,14 @@ def test_writes_the_report_the_plot_and_a_table(bench: tuple[dict[str, Any], Pat
     assert (folder / "bench.png").read_bytes().startswith(b"\x89PNG")
     assert "intake POST p50/p95/p99 ms" in stdout
     assert "timeline p50/p99 ms" in stdout
+    assert "per closed case: DB round trips" in stdout
+    assert "per closed case: CPU ms machine/-driver/services/driver" in stdout
     assert not list(folder.glob("data-*")), "the run's data is removed after it"
     assert {t["database"] for t in report["targets"]} == {"sqlite"}
-    assert len(report["targets"]) == 4
+    assert len(report["targets"]) == 7
+    per_case = [t for t in report["targets"] if "per closed case" in t["target"]]
+    assert len(per_case) == 3
+    assert all(positive(t["measured"]) and t["met"] is not None for t in per_case), per_case
 
 
 def test_intake_the_loop_and_the_queries_are_measured(bench: tuple[dict[str, Any], Path, str]) -> None:
@@ -80,6 +85,26 @@ def test_intake_the_loop_and_the_queries_are_measured(bench: tuple[dict[str, Any
         assert positive(run["queries"][query]["latency_ms"]["p50"])
         assert positive(run["queries"][query]["latency_ms"]["p99"])
     assert run["queries"]["timeline"]["events_per_timeline_mean"] >= 8
+
+
+def test_what_a_closed_case_costs_is_reported(bench: tuple[dict[str, Any], Path, str]) -> None:
+    loop = bench[0]["runs"]["sqlite"]["loop"]
+    each = loop["per_closed_case"]
+    assert each["closed"] == loop["closed"]
+    # Every service writes to its database and talks to the broker for the cases it moves on.
+    assert positive(each["database_round_trips"]), each
+    assert positive(each["broker_requests"]), each
+    assert set(each["database_round_trips_by_service"]) == set(SERVICE_NAMES)
+    assert all(positive(v) for v in each["database_round_trips_by_service"].values()), each
+    assert all(positive(v) for v in each["broker_requests_by_service"].values()), each
+    assert positive(each["bench_log_reader_broker_requests"]), each
+    cpu = each["cpu_ms"]
+    for name in ("machine", "machine_without_driver", "services", "driver", *SERVICE_NAMES):
+        assert positive(cpu[name]), (name, cpu)
+    assert cpu["machine_without_driver"] < cpu["machine"]
+    assert abs(cpu["machine"] - cpu["machine_without_driver"] - cpu["driver"]) < 0.05
+    # The services' CPU is part of the machine's (a little slack: the two are read a moment apart).
+    assert cpu["services"] <= cpu["machine_without_driver"] * 1.1, cpu
 
 
 def test_stored_events_rebuild_resources_and_lag_are_reported(bench: tuple[dict[str, Any], Path, str]) -> None:

@@ -15,8 +15,10 @@ profile, no rate limit), and load goes through their real HTTP APIs:
    ``--loop-seconds``; each case is acknowledged and its result reported by its unit as soon as
    the assignment is on the log, verified by a supervisor once supervision has seen the result,
    and evaluated by the citizen (which closes it). Closed cases per second; POST→assignment and
-   POST→closure latency. The bench reads the topics itself to see assignments at once (a unit's
-   app would poll its inbox); the actions all go through HTTP.
+   POST→closure latency; per closed case, the services' database round trips and broker requests
+   (their ``/healthz`` counters) and the CPU, the bench's own reported apart. The bench reads the
+   topics itself to see assignments at once (a unit's app would poll its inbox); the actions all go
+   through HTTP (aiohttp), each with the development key of who would send it.
 4. **settle**, then **queries**: timelines of random stored cases and pages of the case list, one
    request at a time.
 5. **intake**: POST /v1/cases at a fixed offered rate (open loop: sent on schedule, whatever the
@@ -50,9 +52,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
-import httpx
+import aiohttp
 import psutil
 import typer
 from aiokafka import AIOKafkaConsumer
@@ -74,10 +76,9 @@ from caseloop_deploy.services import SERVICE_NAMES, service_spec
 from caseloop_deploy.stack import LocalStack
 from caseloop_events.contracts.envelope import Envelope, Producer
 from caseloop_events.runtime.consumer import FETCH_WINDOW_MS, FetchPacer, Incoming
-from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.kafka import BrokerRequests, KafkaSettings
 from caseloop_events.runtime.streams import StreamCache
 from caseloop_events.testing.broker import free_port
-from caseloop_events.testing.fixtures import DevelopmentCaller
 
 DEFAULT_POSTGRES_URL = os.environ.get(
     "CASELOOP_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -114,7 +115,7 @@ class BenchOptions:
     warmup_cases: int = 6
     stored_events: int = 20_000
     loop_seconds: float = 60.0
-    loop_concurrency: int = 32
+    loop_concurrency: int = 160
     intake_rate: float = 50.0
     intake_seconds: float = 15.0
     saturation_seconds: float = 10.0
@@ -332,6 +333,19 @@ class CpuSnapshot:
     machine_busy: float
 
 
+class HealthSample(NamedTuple):
+    """One answer of a service's /healthz (all None when it did not answer)."""
+
+    at: float
+    consumer_lag: int | None
+    outbox_pending: int | None
+    processed: int | None
+    #: Statements the service sent to its database since it started.
+    database_round_trips: int | None
+    #: Requests its Kafka clients sent since it started.
+    broker_requests: int | None
+
+
 class Monitor:
     """Every second: each service's /healthz, and the CPU and memory of every process of the run."""
 
@@ -339,7 +353,8 @@ class Monitor:
         self._stack = stack
         self._t0 = t0
         self._task: asyncio.Task[None] | None = None
-        self.health: dict[str, list[tuple[float, int | None, int | None, int | None]]] = {n: [] for n in SERVICE_NAMES}
+        self._session: aiohttp.ClientSession | None = None
+        self.health: dict[str, list[HealthSample]] = {n: [] for n in SERVICE_NAMES}
         self._processes: dict[str, psutil.Process] = {}
         self._peak_rss: dict[str, int] = {}
         self._postgres_cpu: dict[int, float] = {}
@@ -364,6 +379,9 @@ class Monitor:
     async def stop(self) -> None:
         await _cancelled(self._task)
         self._task = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def cpu(self) -> CpuSnapshot:
         processes: dict[str, float] = {}
@@ -395,27 +413,47 @@ class Monitor:
         peaks["postgresql"] = round(self._postgres_peak_rss / 2**20, 1)
         return peaks
 
-    async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while True:
-                began = time.monotonic()
-                at = began - self._t0
-                answers = await asyncio.gather(
-                    *(client.get(f"{service.url}/healthz") for service in self._stack.services.values()),
-                    return_exceptions=True,
+    async def sample_health(self) -> None:
+        """Ask every service's /healthz once and keep the answers (also between the periodic ones:
+        at a phase's edges, so that its counters are read where it starts and ends)."""
+        if self._session is None:
+            self._session = new_session(connections=2 * len(self._stack.services), timeout=2.0)
+        session = self._session
+        at = round(time.monotonic() - self._t0, 2)
+        # /healthz takes no credentials
+        answers = await asyncio.gather(
+            *(request(session, "GET", f"{service.url}/healthz", None) for service in self._stack.services.values())
+        )
+        for name, answer in zip(self._stack.services, answers, strict=True):
+            if answer is not None and answer.content_type == "application/json":
+                body = answer.json()
+                self.health[name].append(
+                    HealthSample(
+                        at,
+                        body.get("consumer_lag"),
+                        body.get("outbox_pending"),
+                        body.get("processed"),
+                        body.get("database_round_trips"),
+                        body.get("broker_requests"),
+                    )
                 )
-                for name, answer in zip(self._stack.services, answers, strict=True):
-                    if isinstance(answer, httpx.Response) and answer.headers.get("content-type", "").startswith(
-                        "application/json"
-                    ):
-                        body = answer.json()
-                        self.health[name].append(
-                            (round(at, 2), body.get("consumer_lag"), body.get("outbox_pending"), body.get("processed"))
-                        )
-                    else:
-                        self.health[name].append((round(at, 2), None, None, None))
-                self.cpu()
-                await asyncio.sleep(max(1.0 - (time.monotonic() - began), 0.05))
+            else:
+                self.health[name].append(HealthSample(at, None, None, None, None, None))
+
+    def health_nearest(self, at: float) -> dict[str, HealthSample | None]:
+        """Each service's answer with counters in it nearest to ``at`` (seconds since the start)."""
+        nearest: dict[str, HealthSample | None] = {}
+        for name, samples in self.health.items():
+            counted = [s for s in samples if s.database_round_trips is not None and s.broker_requests is not None]
+            nearest[name] = min(counted, key=lambda s: abs(s.at - at), default=None)
+        return nearest
+
+    async def _run(self) -> None:
+        while True:
+            began = time.monotonic()
+            await self.sample_health()
+            self.cpu()
+            await asyncio.sleep(max(1.0 - (time.monotonic() - began), 0.05))
 
 
 def cpu_between(first: CpuSnapshot, last: CpuSnapshot) -> dict[str, Any]:
@@ -435,6 +473,73 @@ def cpu_between(first: CpuSnapshot, last: CpuSnapshot) -> dict[str, Any]:
     }
 
 
+def _increases(
+    first: Mapping[str, HealthSample | None], last: Mapping[str, HealthSample | None], counter: str
+) -> dict[str, int] | None:
+    """How much each service's /healthz ``counter`` grew between two answers; None when a service
+    did not answer with it, or restarted in between (its counter began again)."""
+    grown: dict[str, int] = {}
+    for name in SERVICE_NAMES:
+        before, after = first.get(name), last.get(name)
+        was = None if before is None else getattr(before, counter)
+        now = None if after is None else getattr(after, counter)
+        if was is None or now is None or now < was:
+            return None
+        grown[name] = now - was
+    return grown
+
+
+def per_closed_case(
+    closed: int,
+    cpu: tuple[CpuSnapshot, CpuSnapshot],
+    first: Mapping[str, HealthSample | None],
+    last: Mapping[str, HealthSample | None],
+    log_reader_broker_requests: int,
+) -> dict[str, Any]:
+    """What one closed case cost in a phase: the services' database round trips and broker requests
+    (from their /healthz counters), and CPU in ms — the whole machine's, the same without the bench's
+    own process (the driver must not be what is measured), the four services', and the bench's."""
+
+    def each(amount: float | None, digits: int = 2) -> float | None:
+        return None if amount is None or closed <= 0 else round(amount / closed, digits)
+
+    round_trips = _increases(first, last, "database_round_trips")
+    broker = _increases(first, last, "broker_requests")
+    start, end = cpu
+    used = {name: end.processes[name] - start.processes.get(name, 0.0) for name in end.processes}
+    busy = end.machine_busy - start.machine_busy
+    driver = used.get("bench", 0.0)
+    services = sum(used.get(n, 0.0) for n in SERVICE_NAMES)
+    postgres = end.postgres - start.postgres
+    # What the services, the broker and PostgreSQL used: the machine's busy time less the driver
+    # and less whatever else ran meanwhile (another test run on the same cores shows here).
+    stack = services + used.get("broker", 0.0) + postgres
+    return {
+        "closed": closed,
+        "seconds": round(end.at - start.at, 1),
+        "database_round_trips": each(None if round_trips is None else sum(round_trips.values())),
+        "database_round_trips_by_service": {n: each(v) for n, v in (round_trips or {}).items()},
+        "broker_requests": each(None if broker is None else sum(broker.values())),
+        "broker_requests_by_service": {n: each(v) for n, v in (broker or {}).items()},
+        "bench_log_reader_broker_requests": each(log_reader_broker_requests),
+        "cpu_ms": {
+            "machine": each(busy * 1000),
+            "machine_without_driver": each((busy - driver) * 1000),
+            "stack": each(stack * 1000),
+            "services": each(services * 1000),
+            **{n: each(used.get(n, 0.0) * 1000) for n in SERVICE_NAMES},
+            "broker": each(used.get("broker", 0.0) * 1000),
+            "postgresql": each(postgres * 1000),
+            "driver": each(driver * 1000),
+            "other_processes": each((busy - driver - stack) * 1000),
+        },
+        "note": "over the loop phase (its drain included): each counter's increase, and CPU, divided by the "
+        "cases closed in it; round trips and broker requests are the four services' (their /healthz), the "
+        "bench's own log reader's apart; machine CPU is every core's busy time, driver = the bench process, "
+        "stack = the services, the broker and every PostgreSQL process (other databases' too)",
+    }
+
+
 # ----------------------------------------------------------------------------- the HTTP side
 
 
@@ -450,20 +555,75 @@ class Api:
         return cls(*(stack.services[name].url for name in SERVICE_NAMES))
 
 
-def new_client(connections: int = 256) -> httpx.AsyncClient:
-    """A client that sends each request with the development key of whoever would send it."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(60.0),
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=64, keepalive_expiry=2.0),
-        auth=DevelopmentCaller(),
+#: The development key of a district supervisor: what the bench sends for verifications, the
+#: citizen's evaluations and every read (as ``development_key_for`` of the test fixtures would).
+SUPERVISOR = "dev:supervisor"
+
+
+def source_system_key(source_system: str) -> str:
+    """The development key of a source system that reports cases."""
+    return f"dev:source_system:{source_system}"
+
+
+def unit_key(unit_id: str) -> str:
+    """The development key of a unit acting on a case assigned to it."""
+    return f"dev:unit:{unit_id}"
+
+
+def new_session(connections: int = 256, timeout: float = 60.0) -> aiohttp.ClientSession:
+    """A session of at most ``connections`` requests at once (size it to the requests in flight:
+    one more waits for a free connection). Each request names its caller's key itself.
+
+    aiohttp, not httpx: the load driver must cost far less than the services it drives (~0.1 ms of
+    CPU per request here against ~2.5 ms)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=connections,
+            limit_per_host=0,
+            # Below uvicorn's 5 s: a POST on a connection the server just closed would fail, not be retried.
+            keepalive_timeout=2.0,
+        ),
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        cookie_jar=aiohttp.DummyCookieJar(),  # the APIs set none; the jar would be consulted per request
     )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer, read whole; its body is decoded only when asked for."""
+
+    status_code: int
+    content_type: str
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+async def request(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    key: str | None,
+    *,
+    body: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Answer | None:
+    """Send one request as the caller whose development ``key`` it carries (None: no credentials);
+    its answer, or None when there was none (refused, reset, timed out)."""
+    headers = {"X-API-Key": key} if key is not None else None
+    try:
+        async with session.request(method, url, json=body, params=params, headers=headers) as response:
+            return Answer(response.status, response.content_type, await response.read())
+    except (aiohttp.ClientError, TimeoutError):
+        return None
 
 
 @dataclass
 class Counters:
     statuses: dict[str, int] = field(default_factory=dict)
 
-    def count(self, what: str, response: httpx.Response | None) -> None:
+    def count(self, what: str, response: Answer | None) -> None:
         key = f"{what} {'error' if response is None else response.status_code}"
         self.statuses[key] = self.statuses.get(key, 0) + 1
 
@@ -496,10 +656,15 @@ class CaseFactory:
         return n, body
 
 
-async def all_grids(client: httpx.AsyncClient, api: Api) -> list[str]:
+async def all_grids(session: aiohttp.ClientSession, api: Api) -> list[str]:
     grids: list[str] = []
     while True:
-        page = (await client.get(f"{api.intake}/v1/grids", params={"limit": 1000, "offset": len(grids)})).json()
+        answer = await request(
+            session, "GET", f"{api.intake}/v1/grids", SUPERVISOR, params={"limit": 1000, "offset": len(grids)}
+        )
+        if answer is None or answer.status_code != 200:
+            raise RuntimeError(f"GET /v1/grids: {'no answer' if answer is None else answer.status_code}")
+        page = answer.json()
         grids.extend(item["grid_code"] for item in page["items"])
         if not page["items"] or len(grids) >= page["total"]:
             return grids
@@ -523,7 +688,8 @@ class LoopResults:
 
 
 class LoopDriver:
-    """Cases round the whole loop over HTTP: report, acknowledge, result, verify, evaluate."""
+    """Cases round the whole loop over HTTP: report, acknowledge, result, verify, evaluate.
+    ``concurrency``: the most cases it will have in flight (each sends one request at a time)."""
 
     def __init__(
         self,
@@ -532,6 +698,7 @@ class LoopDriver:
         cases: CaseFactory,
         counters: Counters,
         t0: float,
+        concurrency: int,
         step_timeout: float = 60.0,
     ) -> None:
         self.api = api
@@ -541,21 +708,17 @@ class LoopDriver:
         self.t0 = t0
         self.step_timeout = step_timeout
         self.results = LoopResults()
-        self.sources = new_client()
-        self.units = new_client()
-        self.supervisors = new_client()
+        # One pool for every caller: each case waits for one answer at a time, so as many
+        # connections as cases in flight never keep a request waiting for one.
+        self.session = new_session(connections=max(concurrency, 1))
 
     async def close(self) -> None:
-        for client in (self.sources, self.units, self.supervisors):
-            await client.aclose()
+        await self.session.close()
 
     async def _send(
-        self, client: httpx.AsyncClient, what: str, method: str, url: str, **kw: Any
-    ) -> httpx.Response | None:
-        try:
-            response = await client.request(method, url, **kw)
-        except httpx.HTTPError:
-            response = None
+        self, what: str, method: str, url: str, key: str, body: Mapping[str, Any] | None = None
+    ) -> Answer | None:
+        response = await request(self.session, method, url, key, body=body)
         self.counters.count(what, response)
         return response
 
@@ -565,7 +728,9 @@ class LoopDriver:
         _, body = self.cases.take()
         results.started += 1
         began = time.monotonic()
-        created = await self._send(self.sources, "POST intake /v1/cases", "POST", f"{api.intake}/v1/cases", json=body)
+        created = await self._send(
+            "POST intake /v1/cases", "POST", f"{api.intake}/v1/cases", source_system_key(body["source_system"]), body
+        )
         answered = time.monotonic()
         if created is None or created.status_code not in (200, 201):
             results.fail("report")
@@ -584,21 +749,21 @@ class LoopDriver:
         unit = assigned.unit_id
         dispatch = f"{api.dispatch}/v1/cases/{case_id}"
         ack = await self._send(
-            self.units,
             "POST dispatch acknowledge",
             "POST",
             f"{dispatch}/acknowledge",
-            json={"unit_id": unit, "by": "handler-1"},
+            unit_key(unit),
+            {"unit_id": unit, "by": "handler-1"},
         )
         if ack is None or ack.status_code != 200:
             results.fail("acknowledge")
             return None
         result = await self._send(
-            self.units,
             "POST dispatch result",
             "POST",
             f"{dispatch}/result",
-            json={
+            unit_key(unit),
+            {
                 "unit_id": unit,
                 "by": "handler-1",
                 "summary": "已到现场处理完毕",
@@ -611,11 +776,11 @@ class LoopDriver:
         if not await self._verify(case_id):
             return None
         evaluated = await self._send(
-            self.supervisors,
             "POST supervision evaluation",
             "POST",
             f"{api.supervision}/v1/cases/{case_id}/evaluation",
-            json={"rating": "satisfied", "comment": "处理及时"},
+            SUPERVISOR,
+            {"rating": "satisfied", "comment": "处理及时"},
         )
         closed = time.monotonic()
         if evaluated is None or evaluated.status_code != 200 or evaluated.json().get("status") != "closed":
@@ -639,11 +804,11 @@ class LoopDriver:
         deadline = time.monotonic() + self.step_timeout
         while True:
             verified = await self._send(
-                self.supervisors,
                 "POST supervision verification",
                 "POST",
                 f"{self.api.supervision}/v1/cases/{case_id}/verification",
-                json={"passed": True, "by": "supervisor-1", "note": "现场核查属实"},
+                SUPERVISOR,
+                {"passed": True, "by": "supervisor-1", "note": "现场核查属实"},
             )
             if verified is not None and verified.status_code == 200:
                 return True
@@ -695,13 +860,17 @@ class IntakeResults:
 
 
 async def post_case(
-    client: httpx.AsyncClient, api: Api, body: dict[str, Any], results: IntakeResults, counters: Counters, t0: float
+    session: aiohttp.ClientSession,
+    api: Api,
+    body: dict[str, Any],
+    results: IntakeResults,
+    counters: Counters,
+    t0: float,
 ) -> None:
     began = time.monotonic()
-    try:
-        response: httpx.Response | None = await client.post(f"{api.intake}/v1/cases", json=body)
-    except httpx.HTTPError:
-        response = None
+    response = await request(
+        session, "POST", f"{api.intake}/v1/cases", source_system_key(body["source_system"]), body=body
+    )
     answered = time.monotonic()
     counters.count("POST intake /v1/cases", response)
     if response is not None and response.status_code in (200, 201):
@@ -719,7 +888,7 @@ async def intake_fixed_rate(
     results = IntakeResults()
     total = max(int(rate * seconds), 1)
     in_flight: set[asyncio.Task[None]] = set()
-    async with new_client(connections=outstanding) as client:
+    async with new_session(connections=outstanding) as session:
         began = time.monotonic()
         for n in range(total):
             due = began + n / rate
@@ -732,7 +901,7 @@ async def intake_fixed_rate(
                 continue
             _, body = cases.take()
             results.sent += 1
-            task = asyncio.create_task(post_case(client, api, body, results, counters, t0))
+            task = asyncio.create_task(post_case(session, api, body, results, counters, t0))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
         if in_flight:
@@ -746,7 +915,7 @@ async def intake_saturation(
 ) -> IntakeResults:
     """``concurrency`` clients posting back to back for ``seconds``."""
     results = IntakeResults()
-    async with new_client(connections=concurrency) as client:
+    async with new_session(connections=concurrency) as session:
         began = time.monotonic()
         stop_at = began + seconds
 
@@ -754,7 +923,7 @@ async def intake_saturation(
             while time.monotonic() < stop_at:
                 _, body = cases.take()
                 results.sent += 1
-                await post_case(client, api, body, results, counters, t0)
+                await post_case(session, api, body, results, counters, t0)
 
         await asyncio.gather(*(sender() for _ in range(concurrency)))
         results.seconds = time.monotonic() - began
@@ -790,13 +959,13 @@ async def measure_queries(
     events: list[int] = []
     listing: list[float] = []
     errors = 0
-    async with new_client(connections=4) as client:
+    async with new_session(connections=4) as session:
         for _ in range(requests):
             case_id = rng.choice(timeline_ids)
             began = time.monotonic()
-            response = await client.get(f"{api.supervision}/v1/cases/{case_id}/timeline")
+            response = await request(session, "GET", f"{api.supervision}/v1/cases/{case_id}/timeline", SUPERVISOR)
             took = time.monotonic() - began
-            if response.status_code == 200:
+            if response is not None and response.status_code == 200:
                 timeline.append(took)
                 events.append(len(response.json()["events"]))
             else:
@@ -804,9 +973,9 @@ async def measure_queries(
         for n in range(requests):
             params = list_filters[n % len(list_filters)]
             began = time.monotonic()
-            response = await client.get(f"{api.supervision}/v1/cases", params=params)
+            response = await request(session, "GET", f"{api.supervision}/v1/cases", SUPERVISOR, params=params)
             took = time.monotonic() - began
-            if response.status_code == 200:
+            if response is not None and response.status_code == 200:
                 listing.append(took)
             else:
                 errors += 1
@@ -858,11 +1027,14 @@ class CaseTemplate:
         return [Envelope.model_validate_json(line) for line in cloned.split("\n")]
 
 
-async def case_templates(client: httpx.AsyncClient, api: Api, case_ids: Sequence[str]) -> list[CaseTemplate]:
+async def case_templates(session: aiohttp.ClientSession, api: Api, case_ids: Sequence[str]) -> list[CaseTemplate]:
     """The timelines of closed cases, as templates for the pre-load."""
     templates: list[CaseTemplate] = []
     for case_id in case_ids:
-        timeline = (await client.get(f"{api.supervision}/v1/cases/{case_id}/timeline")).json()
+        answer = await request(session, "GET", f"{api.supervision}/v1/cases/{case_id}/timeline", SUPERVISOR)
+        if answer is None or answer.status_code != 200:
+            continue
+        timeline = answer.json()
         if timeline.get("status") != "closed":
             continue
         envelopes = [
@@ -965,7 +1137,7 @@ async def wait_until_idle(monitor: Monitor, timeout: float) -> tuple[bool, float
             continue
         seen = {name: len(samples) for name, samples in monitor.health.items()}
         latest = [samples[-1] for samples in fresh.values()]
-        busy = any(lag is None or lag > 0 or (outbox or 0) > 0 for _, lag, outbox, _ in latest)
+        busy = any(s.consumer_lag is None or s.consumer_lag > 0 or (s.outbox_pending or 0) > 0 for s in latest)
         quiet = 0 if busy else quiet + 1
         if quiet >= 2:
             return True, time.monotonic() - began
@@ -977,6 +1149,8 @@ class Phases:
     t0: float
     monitor: Monitor
     spans: list[dict[str, Any]] = field(default_factory=list)
+    #: Each phase's CPU at its start and at its end, unrounded.
+    cpu: dict[str, tuple[CpuSnapshot, CpuSnapshot]] = field(default_factory=dict)
 
     async def run(self, name: str, work: Awaitable[Any]) -> Any:
         start = self.monitor.cpu()
@@ -985,6 +1159,7 @@ class Phases:
             return await work
         finally:
             end = self.monitor.cpu()
+            self.cpu[name] = (start, end)
             self.spans.append(
                 {"name": name, "start": round(start.at, 1), "end": round(end.at, 1), "cpu": cpu_between(start, end)}
             )
@@ -1051,6 +1226,7 @@ async def run_kind(kind: DatabaseKind, options: BenchOptions, out_dir: Path, rng
     tail: LogTail | None = None
     monitor = Monitor(stack, t0)
     counters = Counters()
+    failed = False
     try:
         await asyncio.to_thread(stack.start)
         assert stack.broker is not None
@@ -1058,13 +1234,13 @@ async def run_kind(kind: DatabaseKind, options: BenchOptions, out_dir: Path, rng
         api = Api.of(stack)
         tail = LogTail(stack.broker.bootstrap_servers, [kafka.topic_of(p) for p in Producer])
         await tail.start()
-        async with new_client() as client:
-            grids = await all_grids(client, api)
+        async with new_session(connections=4) as session:
+            grids = await all_grids(session, api)
         cases = CaseFactory(grids, SOURCE_SYSTEMS[: max(options.source_systems, 1)], tag)
 
         # warm-up, templates
         say(f"{kind}: warm-up, {options.warmup_cases} cases round the loop")
-        warm = LoopDriver(api, tail, cases, counters, t0)
+        warm = LoopDriver(api, tail, cases, counters, t0, concurrency=options.warmup_cases)
         try:
             await warm.run_count(options.warmup_cases, concurrency=options.warmup_cases)
         finally:
@@ -1073,8 +1249,8 @@ async def run_kind(kind: DatabaseKind, options: BenchOptions, out_dir: Path, rng
             raise RuntimeError(f"no warm-up case closed: {warm.results.failures}; see {data_dir / 'logs'}")
         monitor.start()
         await wait_until_idle(monitor, options.settle_timeout)
-        async with new_client() as client:
-            templates = await case_templates(client, api, warm.results.closed_ids)
+        async with new_session(connections=4) as session:
+            templates = await case_templates(session, api, warm.results.closed_ids)
         await monitor.stop()
 
         # pre-load supervision's case log
@@ -1103,13 +1279,19 @@ async def run_kind(kind: DatabaseKind, options: BenchOptions, out_dir: Path, rng
         monitor.start()
         phases = Phases(t0, monitor)
         window_start = monitor.cpu()
-        driver = LoopDriver(api, tail, cases, counters, t0)
+        driver = LoopDriver(api, tail, cases, counters, t0, concurrency=options.loop_concurrency)
+        # The services' counters read right at the loop's edges (a periodic answer may be a second off).
+        await monitor.sample_health()
+        log_reader_requests = BrokerRequests.sent
         loop_began = time.monotonic()
         try:
             await phases.run("loop", driver.run_for(options.loop_seconds, options.loop_concurrency))
         finally:
             await driver.close()
+        log_reader_requests = BrokerRequests.sent - log_reader_requests
+        await monitor.sample_health()
         loop = driver.results
+        loop_cpu = phases.cpu["loop"]
         loop_window = (loop_began - t0, loop_began - t0 + options.loop_seconds)
         steady_from = loop_window[0] + options.loop_seconds * 0.2
         in_window = [c for c in loop.closures if c.at < loop_window[1]]
@@ -1131,6 +1313,13 @@ async def run_kind(kind: DatabaseKind, options: BenchOptions, out_dir: Path, rng
                 "post_to_assignment": latency_summary([t.seconds for t in loop.assignments]),
                 "post_to_closure": latency_summary([t.seconds for t in loop.closures]),
             },
+            "per_closed_case": per_closed_case(
+                loop.closed,
+                loop_cpu,
+                monitor.health_nearest(loop_cpu[0].at),
+                monitor.health_nearest(loop_cpu[1].at),
+                log_reader_requests,
+            ),
         }
 
         settled, waited = await phases.run("settle", wait_until_idle(monitor, options.settle_timeout))
@@ -1205,9 +1394,11 @@ async def run_kind(kind: DatabaseKind, options: BenchOptions, out_dir: Path, rng
         run["phases"] = phases.spans
         run["consumer_lag"] = {
             name: {
-                "max": max((s[1] for s in samples if s[1] is not None), default=None),
-                "mean": round(sum(s[1] for s in samples if s[1] is not None) / max(len(samples), 1), 1),
-                "samples": [[s[0], s[1], s[2]] for s in samples],
+                "max": max((s.consumer_lag for s in samples if s.consumer_lag is not None), default=None),
+                "mean": round(
+                    sum(s.consumer_lag for s in samples if s.consumer_lag is not None) / max(len(samples), 1), 1
+                ),
+                "samples": [[s.at, s.consumer_lag, s.outbox_pending] for s in samples],
             }
             for name, samples in monitor.health.items()
         }
@@ -1218,11 +1409,18 @@ async def run_kind(kind: DatabaseKind, options: BenchOptions, out_dir: Path, rng
             "intake": per_second([*loop.posts, *fixed.latencies, *saturated.latencies], 0.0, end),
         }
         run["http_statuses"] = dict(sorted(counters.statuses.items()))
+    except BaseException:
+        failed = True
+        raise
     finally:
         if tail is not None:
             await tail.stop()
         await monitor.stop()
         await asyncio.to_thread(_stop_services, stack)
+        # A run that failed midway never reaches the rebuild's clean-up below: its broker would
+        # be left running and its databases on the server.
+        if failed:
+            await _discard_run(stack, urls, shadows, data_dir, options.keep_data)
 
     try:
         if profile_path is not None and profile_path.exists():
@@ -1232,13 +1430,24 @@ async def run_kind(kind: DatabaseKind, options: BenchOptions, out_dir: Path, rng
             }
         run["rebuild"] = await rebuild_all(stack, urls, shadows)
     finally:
-        stack.stop()
-        if not options.keep_data:
-            for url in (*urls.values(), *shadows.values()):
-                await drop_database(url)
-            shutil.rmtree(data_dir, ignore_errors=True)
+        await _discard_run(stack, urls, shadows, data_dir, options.keep_data)
     run["wall_seconds"] = round(time.monotonic() - began, 1)
     return run
+
+
+async def _discard_run(
+    stack: LocalStack, urls: Mapping[str, str], shadows: Mapping[str, str], data_dir: Path, keep_data: bool
+) -> None:
+    """Stop the broker and, unless asked to keep them, drop the run's databases and remove its files."""
+    stack.stop()
+    if keep_data:
+        return
+    for url in (*urls.values(), *shadows.values()):
+        try:
+            await drop_database(url)
+        except Exception as error:  # one left behind must not hide why the run ended
+            say(f"could not drop {url}: {error}")
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _stop_services(stack: LocalStack) -> None:
@@ -1293,6 +1502,8 @@ async def run_bench(options: BenchOptions) -> tuple[dict[str, Any], Path]:
     """Every run of ``options``; the report, also written with its plot under the output folder."""
     # The replay and the pre-load build each service's app in this process: the development profile.
     os.environ.setdefault("CASELOOP_PROFILE", "development")
+    # The bench's own requests to the broker (its log reader), reported apart from the services'.
+    BrokerRequests.count()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = (options.output_dir / stamp).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1343,7 +1554,7 @@ def main(
         int, typer.Option(help="events pre-loaded into supervision's case log before the queries")
     ] = 20_000,
     loop_seconds: Annotated[float, typer.Option(help="how long the whole loop is driven")] = 60.0,
-    loop_concurrency: Annotated[int, typer.Option(help="cases in flight in the loop")] = 32,
+    loop_concurrency: Annotated[int, typer.Option(help="cases in flight in the loop")] = 160,
     intake_rate: Annotated[float, typer.Option(help="offered cases/s of the fixed-rate intake phase")] = 50.0,
     intake_seconds: Annotated[float, typer.Option(help="length of the fixed-rate intake phase")] = 15.0,
     saturation_seconds: Annotated[float, typer.Option(help="length of the intake saturation phase")] = 10.0,

@@ -71,6 +71,11 @@ TARGET_INTAKE_P99_MS = 50.0
 TARGET_TIMELINE_P99_MS = 20.0
 TARGET_TIMELINE_EVENTS = 1_000_000
 TARGET_REBUILD_EVENTS_PER_SECOND = 20_000.0
+#: What one closed case may cost (issue 16): the services' database round trips and broker requests,
+#: and the machine's CPU without the bench's own.
+TARGET_ROUND_TRIPS_PER_CLOSED_CASE = 30.0
+TARGET_BROKER_REQUESTS_PER_CLOSED_CASE = 10.0
+TARGET_CPU_MS_PER_CLOSED_CASE = 20.0
 
 
 def _get(report: Mapping[str, Any], *path: str) -> Any:
@@ -139,7 +144,50 @@ def evaluate_targets(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, An
                 "factor_short": _short_by(slowest, TARGET_REBUILD_EVENTS_PER_SECOND, higher_is_better=True),
             }
         )
+        results.extend(_per_closed_case_targets(kind, run))
     return results
+
+
+def _per_closed_case_targets(kind: str, run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The loop phase's costs per closed case against their targets (lower is better)."""
+    each = _get(run, "loop", "per_closed_case") or {}
+    conditions = (
+        f"loop phase, {_fmt(each.get('closed'))} cases closed in {_fmt(each.get('seconds'))} s, "
+        f"{_get(run, 'loop', 'concurrency')} in flight"
+    )
+    cpu = each.get("cpu_ms") or {}
+    measured = (
+        (
+            f"database round trips per closed case <= {TARGET_ROUND_TRIPS_PER_CLOSED_CASE:g} (the four services)",
+            each.get("database_round_trips"),
+            TARGET_ROUND_TRIPS_PER_CLOSED_CASE,
+            conditions,
+        ),
+        (
+            f"broker requests per closed case <= {TARGET_BROKER_REQUESTS_PER_CLOSED_CASE:g} (the four services)",
+            each.get("broker_requests"),
+            TARGET_BROKER_REQUESTS_PER_CLOSED_CASE,
+            f"{conditions}; the bench's log reader {_fmt(each.get('bench_log_reader_broker_requests'), 2)} apart",
+        ),
+        (
+            f"CPU per closed case <= {TARGET_CPU_MS_PER_CLOSED_CASE:g} ms (whole machine, the bench's driver excluded)",
+            cpu.get("machine_without_driver"),
+            TARGET_CPU_MS_PER_CLOSED_CASE,
+            f"{conditions}; with the driver {_fmt(cpu.get('machine'))} ms, the driver {_fmt(cpu.get('driver'))} ms, "
+            f"the services {_fmt(cpu.get('services'))} ms, other processes {_fmt(cpu.get('other_processes'))} ms",
+        ),
+    )
+    return [
+        {
+            "database": kind,
+            "target": target,
+            "measured": value,
+            "conditions": where,
+            "met": None if value is None else value <= limit,
+            "factor_short": _short_by(value, limit, higher_is_better=False),
+        }
+        for target, value, limit, where in measured
+    ]
 
 
 def _short_by(measured: float | None, target: float, *, higher_is_better: bool) -> float | None:
@@ -207,6 +255,24 @@ def render_table(report: Mapping[str, Any]) -> str:
     row(
         "POST->closure p50/p99 ms",
         lambda r: _triple(_get(r, "loop", "latency_ms", "post_to_closure"), ("p50", "p99"), 0),
+    )
+    row(
+        "per closed case: DB round trips",
+        lambda r: _fmt(_get(r, "loop", "per_closed_case", "database_round_trips")),
+    )
+    row(
+        "per closed case: broker requests (bench's)",
+        lambda r: (
+            f"{_fmt(_get(r, 'loop', 'per_closed_case', 'broker_requests'))} "
+            f"({_fmt(_get(r, 'loop', 'per_closed_case', 'bench_log_reader_broker_requests'), 2)})"
+        ),
+    )
+    row(
+        "per closed case: CPU ms machine/-driver/services/driver",
+        lambda r: " / ".join(
+            _fmt(_get(r, "loop", "per_closed_case", "cpu_ms", name))
+            for name in ("machine", "machine_without_driver", "services", "driver")
+        ),
     )
     row(
         "max consumer lag (records)",
