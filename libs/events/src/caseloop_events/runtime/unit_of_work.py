@@ -165,6 +165,16 @@ class UnitOfWork(Generic[Deps, State]):
             for stream_id, snapshot in loaded.items():
                 self._streams[stream_id] = Stream(snapshot, self._model)
 
+    def adopt(self, snapshots: Mapping[UUID, StreamSnapshot[State]]) -> None:
+        """Take streams read together with other things (an adapter's one query for a command): as
+        if ``load`` had read them."""
+        for stream_id, snapshot in snapshots.items():
+            self._streams.setdefault(stream_id, Stream(snapshot, self._model))
+
+    def cached(self, stream_id: UUID) -> StreamSnapshot[State] | None:
+        """The stream as this process keeps it, if it does (for an adapter that reads streams)."""
+        return self._cache.get(stream_id)
+
     async def stream(self, stream_id: UUID) -> Stream[State]:
         await self.load(stream_id)
         return self._streams[stream_id]

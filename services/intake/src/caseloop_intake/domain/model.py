@@ -74,6 +74,28 @@ class LocationGiven:
 
 
 @dataclass(frozen=True)
+class KeyClaim:
+    """A request's hold on its Idempotency-Key: the calling system (scope), the key, what the
+    request was (fingerprint), and who holds it (claim) since when."""
+
+    scope: str
+    key: str
+    fingerprint: str
+    claim: str
+    started_at: datetime
+
+    @property
+    def row(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "idempotency_key": self.key,
+            "fingerprint": self.fingerprint,
+            "claim": self.claim,
+            "started_at": self.started_at,
+        }
+
+
+@dataclass(frozen=True)
 class ReportCase:
     """A source system (or a grid worker's screening round) reports a case."""
 
@@ -92,6 +114,8 @@ class ReportCase:
     #: The request that asked for it, and the authenticated caller who sent it.
     correlation_id: uuid.UUID = field(default_factory=uuid.uuid4)
     subject: str | None = None
+    #: The request's Idempotency-Key, claimed with what screening reads (None: sent without one).
+    claim: KeyClaim | None = None
 
 
 @dataclass(frozen=True)
