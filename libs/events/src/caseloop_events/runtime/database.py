@@ -58,6 +58,9 @@ class Database:
         self.topic = topic
         self.clock = clock
         self._listeners: list[CommitListener] = []
+        #: Set by a replay, the only writer of the database it fills: on PostgreSQL the events are
+        #: then copied in (COPY, in the transaction of the rest), not inserted with a conflict check.
+        self.sole_writer = False
         #: Statements sent to the database (a transaction's BEGIN and COMMIT included): each a
         #: round trip to a server, what a unit of work costs (docs/performance.md).
         self.round_trips = 0
@@ -204,10 +207,20 @@ class Database:
             for table, rows in sorted(changes.rows.items(), key=lambda item: item[0].name)
         )
         statement = _write_statement(self.tables, shape)
-        parameters = _write_parameters(self.tables, self.topic, changes, shape, now)
+        copied = self.sole_writer and bool(changes.events)
+        parameters = _write_parameters(self.tables, self.topic, changes, shape, now, events=not copied)
         async with self.driver() as connection:
             try:
-                await connection.fetchval(statement, *parameters)
+                if copied:
+                    async with connection.transaction():
+                        await connection.copy_records_to_table(
+                            "case_events",
+                            records=[tuple(_logged(e, j).values()) for e, j in changes.events],
+                            columns=_EVENT_COLUMNS,
+                        )
+                        await connection.fetchval(statement, *parameters)
+                else:
+                    await connection.fetchval(statement, *parameters)
             except Exception as error:
                 if getattr(error, "sqlstate", None) == VERSION_CONFLICT_SQLSTATE and "caseloop:" in str(error):
                     raise VersionConflict(str(error)) from error
@@ -428,14 +441,22 @@ def _write_statement(tables: RuntimeTables, shape: tuple[TablePart, ...]) -> str
 
 
 def _write_parameters(
-    tables: RuntimeTables, topic: str, changes: Changes, shape: tuple[TablePart, ...], now: datetime
+    tables: RuntimeTables,
+    topic: str,
+    changes: Changes,
+    shape: tuple[TablePart, ...],
+    now: datetime,
+    *,
+    events: bool = True,
 ) -> list[Any]:
+    """The statement's parameters; with ``events=False`` it inserts no event (they are copied in)."""
+
     def columns_of(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[list[Any]]:
         return [[row[name] for row in rows] for name in names]
 
     versions = sorted(changes.versions.items())  # one lock order for every writer: no deadlock between two
     parameters: list[Any] = [[str(i) for i, _ in versions], [v + 1 for _, v in versions]]
-    parameters += columns_of([_logged(e, j) for e, j in changes.events], _EVENT_COLUMNS)
+    parameters += columns_of([_logged(e, j) for e, j in changes.events] if events else [], _EVENT_COLUMNS)
     parameters += columns_of([_outboxed(e, j, topic, now) for e, j in changes.outbox], _OUTBOX_COLUMNS)
     parameters += columns_of([_checkpoint_row(c, now) for c in changes.checkpoints], _CHECKPOINT_COLUMNS)
     for table, columns, deletes in shape:
