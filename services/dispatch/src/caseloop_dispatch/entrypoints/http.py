@@ -63,14 +63,16 @@ async def _require_acting_unit(dispatch: Dispatch, caller: Principal, case_id: U
 
 async def _require_access_to_the_case(dispatch: Dispatch, caller: Principal, case_id: UUID) -> None:
     """What ``_require_case_access`` checks, on the case as dispatch keeps it in memory (no database
-    round trip for a case it handled lately): a command is decided on that state anyway, and decided
-    again on what the database holds if another replica changed the case meanwhile."""
-    case = await dispatch.unit_of_work().state(case_id)
-    assignment = case.assignment
-    if assignment is None:
-        raise NotFound(f"case {case_id} has no assignment")
-    units = [assignment.unit_id, *assignment.assisting_unit_ids]
-    caller.require_case(source_system=None, unit_ids=units, place_code=assignment.town_code)
+    round trip for a case it handled lately); a refusal is checked again on the case as stored."""
+
+    def may_command(case: DispatchCase) -> None:
+        assignment = case.assignment
+        if assignment is None:
+            raise NotFound(f"case {case_id} has no assignment")
+        units = [assignment.unit_id, *assignment.assisting_unit_ids]
+        caller.require_case(source_system=None, unit_ids=units, place_code=assignment.town_code)
+
+    await dispatch.check(case_id, may_command)
 
 
 @router.get("/cases/{case_id}/assignment", response_model=AssignmentView)

@@ -130,13 +130,16 @@ async def _require_case_access(supervision: Supervision, caller: Principal, case
 
 async def _require_command_access(supervision: Supervision, caller: Principal, case_id: UUID) -> None:
     """What ``_require_case_access`` checks, on the case as supervision keeps it in memory (no
-    database round trip for a case it handled lately): a command is decided on that state anyway,
-    and decided again on what the database holds if another replica changed the case meanwhile."""
-    case = await supervision.unit_of_work().state(case_id)
-    if not case.known:
-        raise CaseNotFound(case_id)
-    units = [case.unit_id, *case.assisting_unit_ids]
-    caller.require_case(source_system=case.source_system, unit_ids=units, place_code=case.town_code)
+    database round trip for a case it handled lately); a refusal is checked again on the case as
+    stored."""
+
+    def may_command(case: SupervisedCase) -> None:
+        if not case.known:
+            raise CaseNotFound(case_id)
+        units = [case.unit_id, *case.assisting_unit_ids]
+        caller.require_case(source_system=case.source_system, unit_ids=units, place_code=case.town_code)
+
+    await supervision.check(case_id, may_command)
 
 
 @router.get("", response_model=CasePage)
