@@ -112,6 +112,32 @@ async def test_a_replay_rebuilds_the_projection_in_bulk_and_a_second_replay_skip
     assert emitted == [], "a replay decides nothing: no assignment of its own, nothing in the outbox"
 
 
+async def test_a_replay_in_worker_processes_builds_what_one_process_builds(
+    kafka_settings: KafkaSettings, database_url: str, shadow: str
+) -> None:
+    await ensure_topics(
+        kafka_settings.kafka_bootstrap_servers,
+        kafka_settings.caseloop_topic_partitions,
+        kafka_settings.caseloop_topic_replication,
+        kafka_settings.all_topics,
+    )
+    cases = [an_acknowledged_case() for _ in range(9)]
+    for events in cases:
+        await publish_all(kafka_settings, events)
+    await publish_all(kafka_settings, cases[0][-1:])  # delivered twice, as after a relay's crash
+
+    alone = await replay_service(DISPATCH, kafka_settings, database_url, workers=1)
+    shared = await replay_service(DISPATCH, kafka_settings, shadow, workers=2)
+
+    assert (alone.records, alone.handled, alone.duplicates, alone.skipped) == (37, 36, 1, [])
+    assert (shared.records, shared.handled, shared.duplicates, shared.skipped) == (37, 36, 1, [])
+    assert await compare_projections(DISPATCH, database_url, shadow) == []
+    async with connected(shadow) as db:
+        checkpoints = DISPATCH.metadata.tables["consumer_checkpoints"]
+        partitions = (await db.execute(select(checkpoints.c.topic, checkpoints.c.partition))).all()
+    assert len(partitions) == len(set(partitions)) > 3, "every partition's checkpoint, written by its worker"
+
+
 async def test_a_replay_up_to_an_offset_stops_there(kafka_settings: KafkaSettings, database_url: str) -> None:
     await publish_all(kafka_settings, an_acknowledged_case())
     partial = await replay_service(DISPATCH, kafka_settings, database_url, stop=0)

@@ -1471,6 +1471,7 @@ async def rebuild_all(stack: LocalStack, urls: Mapping[str, str], shadows: Mappi
             "skipped": len(report.skipped),
             "seconds": round(report.seconds, 2),
             "events_per_second": round(report.events_per_second),
+            "workers": report.workers,
         }
         await drop_database(shadows[name])
     return results

@@ -84,6 +84,15 @@ ShadowOption = Annotated[
     str | None,
     typer.Option("--shadow-url", help="the shadow database (default: beside the live one, suffix 'shadow')"),
 ]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="processes replaying partitions side by side (default: one per core, at most 4, on PostgreSQL "
+        "for 50,000 records or more; else 1)",
+    ),
+]
 
 
 def _kafka(bootstrap_servers: str | None) -> KafkaSettings:
@@ -190,6 +199,7 @@ def replay(
     stop: Annotated[str | None, typer.Option("--to", help="an offset or an ISO time; default: the end now")] = None,
     shadow_url: ShadowOption = None,
     bootstrap_servers: BootstrapOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Rebuild a service's projections from the log into a fresh shadow database. The live
     database is not touched; nothing is published, no callback is made, no timer runs."""
@@ -203,7 +213,7 @@ def replay(
     async def work() -> None:
         await recreate_database(target)
         kafka = _kafka(bootstrap_servers)
-        report = await replay_service(spec, kafka, target, start=first, stop=last, progress=_progress)
+        report = await replay_service(spec, kafka, target, start=first, stop=last, progress=_progress, workers=workers)
         _done_with_progress()
         typer.echo(report.summary())
         for skipped in report.skipped:
@@ -282,6 +292,7 @@ def verify(
         list[Service] | None, typer.Option("--service", "-s", help="a service to verify (repeatable); default: all")
     ] = None,
     bootstrap_servers: BootstrapOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Rebuild every service's projections from offset 0 into a scratch database and prove them
     identical to the live ones; exit status 1 on any difference. Run it while the system is idle:
@@ -297,7 +308,7 @@ def verify(
             scratch = sibling_url(live, "verify")
             await recreate_database(scratch)
             try:
-                report = await replay_service(spec, kafka, scratch, progress=_progress)
+                report = await replay_service(spec, kafka, scratch, progress=_progress, workers=workers)
                 _done_with_progress()
                 differences = await compare_projections(spec, live, scratch)
             finally:

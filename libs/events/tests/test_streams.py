@@ -114,3 +114,24 @@ def test_the_cache_forgets_the_streams_used_least_recently() -> None:
     assert c.stream_id in cache
     cache.forget([a.stream_id])
     assert len(cache) == 1
+
+
+def test_a_state_with_changes_is_the_state_replace_would_make_and_the_old_one_stays() -> None:
+    from dataclasses import dataclass, replace
+
+    import pytest
+
+    from caseloop_events.contracts.folding import with_changes
+
+    @dataclass(frozen=True)
+    class Case:
+        status: str = "accepted"
+        returns: int = 0
+        units: tuple[str, ...] = ()
+
+    before = Case(units=("U-1",))
+    after = with_changes(before, returns=1, status="returned")
+    assert after == replace(before, returns=1, status="returned")
+    assert before == Case(units=("U-1",)), "the state it came from is unchanged"
+    with pytest.raises(TypeError, match="no field"):
+        with_changes(before, retruns=2)

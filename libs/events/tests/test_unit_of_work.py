@@ -20,7 +20,15 @@ from caseloop_events.runtime.database import Database
 from caseloop_events.runtime.service import Service
 from caseloop_events.runtime.storage import create_engine, create_schema
 from caseloop_events.runtime.unit_of_work import Checkpoint, KeyedLocks, VersionConflict
-from caseloop_events.testing.probe import ProbeDeps, Verify, probe_cases
+from caseloop_events.testing.probe import (
+    Close,
+    NotVerified,
+    ProbeCase,
+    ProbeDeps,
+    Verify,
+    an_acknowledgement,
+    probe_cases,
+)
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 Probe = Service[Any, ProbeDeps, Any]
@@ -129,6 +137,66 @@ async def test_a_kept_stream_is_not_read_again_and_a_decision_on_a_stale_one_is_
     assert await probe.handle(Verify(case_id, "here")) == 3, "decided on the stale stream, refused, decided again"
     log = await probe.database.case_events(case_id)
     assert [e.payload.verified_by for e in log] == ["first", "elsewhere", "here"]  # type: ignore[attr-defined]
+
+
+async def an_acknowledged_case_verified_by_another_process(probe: Probe) -> uuid.UUID:
+    """A case this process keeps acknowledged only, though another process has verified it since."""
+    case_id = uuid.uuid4()
+    uow = probe.unit_of_work()
+    await uow.load(case_id)
+    uow.emit(an_acknowledgement(case_id))
+    await probe.commit(uow)
+    other = Service(probe.definition, probe.settings, probe.kafka, probe.clock)
+    try:
+        await other.handle(Verify(case_id, "elsewhere"))
+    finally:
+        await other.database.dispose()
+    kept = probe.cache.get(case_id)
+    assert kept is not None
+    assert CaseVerified.event_type not in kept.state, "this process keeps the case as it was before"
+    return case_id
+
+
+async def test_a_command_refused_on_a_kept_stream_is_decided_again_on_the_stream_as_stored(probe: Probe) -> None:
+    never_verified = uuid.uuid4()
+    with pytest.raises(NotVerified):
+        await probe.handle(Close(never_verified, "too-early"))
+
+    case_id = await an_acknowledged_case_verified_by_another_process(probe)
+    assert await probe.handle(Close(case_id, "here")) == 3, "refused on what it kept, then closed on what is stored"
+    log = await probe.database.case_events(case_id)
+    assert [e.type for e in log] == ["case.acknowledged", "case.verified", "case.verified"]
+
+
+def must_be_verified(case: ProbeCase) -> None:
+    if CaseVerified.event_type not in case:
+        raise NotVerified("no verification")
+
+
+async def test_a_check_refused_on_a_kept_stream_is_made_again_on_the_stream_as_stored(probe: Probe) -> None:
+    case_id = await an_acknowledged_case_verified_by_another_process(probe)
+    await probe.check(case_id, must_be_verified)
+
+    acknowledged_only = uuid.uuid4()
+    uow = probe.unit_of_work()
+    await uow.load(acknowledged_only)
+    uow.emit(an_acknowledgement(acknowledged_only))
+    await probe.commit(uow)
+    with pytest.raises(NotVerified):
+        await probe.check(acknowledged_only, must_be_verified)
+
+
+async def test_a_stream_read_before_a_write_is_not_kept_over_what_the_write_left(probe: Probe) -> None:
+    case_id = uuid.uuid4()
+    await probe.handle(Verify(case_id, "first"))
+    reader = probe.unit_of_work()
+    await reader.load(case_id, verify=True)  # a query: read at version 1
+    await probe.handle(Verify(case_id, "second"))  # written meanwhile: version 2, kept
+    await probe.commit(reader)  # nothing to write: what it read would be kept
+
+    kept = probe.cache.get(case_id)
+    assert kept is not None
+    assert (kept.version, len(kept.events)) == (2, 2), "the later version stays kept"
 
 
 @pytest.mark.postgres

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from caseloop_events.contracts.envelope import Envelope
@@ -30,3 +30,24 @@ class StreamModel(Generic[State]):
         for event in events:
             state = self.evolve(state, event)
         return state
+
+
+Frozen = TypeVar("Frozen")
+
+
+def with_changes(state: Frozen, **changes: Any) -> Frozen:
+    """``dataclasses.replace`` for the frozen dataclasses a fold builds, without calling ``__init__``.
+
+    A fold makes a new state for every event; the case states have forty and more fields, and
+    ``replace`` passes each through the generated ``__init__`` and its ``object.__setattr__`` — a
+    fold of supervision's cases spent most of a replay there (docs/performance.md). The new object
+    shares the old one's field values and takes the changes; a state with a ``__post_init__`` or
+    ``__slots__`` must not be changed this way."""
+    fields = type(state).__dataclass_fields__  # type: ignore[attr-defined]
+    unknown = changes.keys() - fields.keys()
+    if unknown:
+        raise TypeError(f"{type(state).__name__} has no field {sorted(unknown)}")
+    new = object.__new__(type(state))
+    new.__dict__.update(state.__dict__)
+    new.__dict__.update(changes)
+    return new

@@ -162,6 +162,8 @@ class EventConsumer:
         self.duplicates_total = 0
         self.skipped_total = 0
         self.deadlettered_total = 0
+        #: Polls written as one unit of work each (their wanted events, handled, with the checkpoints).
+        self.polls_written_total = 0
         #: Where each partition stands: the next offset to read, in memory.
         self.positions: dict[TopicPartition, int] = {}
         # Positions past skipped records, not written yet, and since when.
@@ -316,6 +318,7 @@ class EventConsumer:
                 )
                 return await self._process_one_by_one(batches, tried_once=failed.event_id)
             self._written()
+            self.polls_written_total += 1
             self.handled_total += taken.handled
             self.duplicates_total += taken.duplicates
         else:

@@ -58,6 +58,9 @@ class Database:
         self.topic = topic
         self.clock = clock
         self._listeners: list[CommitListener] = []
+        #: Set by a replay, the only writer of the database it fills: on PostgreSQL the events are
+        #: then copied in (COPY, in the transaction of the rest), not inserted with a conflict check.
+        self.sole_writer = False
         #: Statements sent to the database (a transaction's BEGIN and COMMIT included): each a
         #: round trip to a server, what a unit of work costs (docs/performance.md).
         self.round_trips = 0
@@ -68,11 +71,18 @@ class Database:
         return self.engine.dialect.name == "postgresql"
 
     def _count_round_trips(self) -> None:
-        def one_more(*_args: Any) -> None:
+        def statement(*_args: Any) -> None:
             self.round_trips += 1
 
-        for name in ("before_cursor_execute", "begin", "commit", "rollback"):
-            event.listen(self.engine.sync_engine, name, one_more)
+        def transaction_edge(connection: Any, *_args: Any) -> None:
+            # BEGIN, COMMIT and ROLLBACK are statements of their own, but not on a connection whose
+            # statements run on their own (no transaction to begin or end: nothing is sent).
+            if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                self.round_trips += 1
+
+        event.listen(self.engine.sync_engine, "before_cursor_execute", statement)
+        for name in ("begin", "commit", "rollback"):
+            event.listen(self.engine.sync_engine, name, transaction_edge)
 
     async def create_schema(self) -> None:
         await create_schema(self.engine, self.metadata)
@@ -145,16 +155,7 @@ class Database:
             versions, logs = await self._load_postgresql(stream_ids, cached)
         else:
             versions, logs = await self._load_sqlite(stream_ids, cached)
-        loaded: dict[UUID, StreamSnapshot[State]] = {}
-        for stream_id in stream_ids:
-            version = versions.get(stream_id, 0)
-            snapshot = cached.get(stream_id)
-            if snapshot is not None and snapshot.version == version and stream_id not in logs:
-                loaded[stream_id] = snapshot
-                continue
-            events = causal_order(Envelope.model_validate_json(text) for text in logs.get(stream_id, ()))
-            loaded[stream_id] = StreamSnapshot(stream_id, version, tuple(events))
-        return loaded
+        return snapshots_of(stream_ids, versions, logs, cached)
 
     async def _load_postgresql(
         self, stream_ids: Sequence[UUID], cached: dict[UUID, StreamSnapshot[Any]]
@@ -163,8 +164,8 @@ class Database:
         known = [cached[i].version if i in cached else -1 for i in stream_ids]
         versions: dict[UUID, int] = {}
         logs: dict[UUID, list[str]] = {}
-        async with self._driver() as connection:
-            for stream_id, version, envelope in await connection.fetch(_LOAD_STREAMS, ids, known):
+        async with self.driver() as connection:
+            for stream_id, version, envelope in await connection.fetch(LOAD_STREAMS, ids, known):
                 key = UUID(stream_id)
                 versions[key] = version
                 if envelope is not None:
@@ -206,10 +207,20 @@ class Database:
             for table, rows in sorted(changes.rows.items(), key=lambda item: item[0].name)
         )
         statement = _write_statement(self.tables, shape)
-        parameters = _write_parameters(self.tables, self.topic, changes, shape, now)
-        async with self._driver() as connection:
+        copied = self.sole_writer and bool(changes.events)
+        parameters = _write_parameters(self.tables, self.topic, changes, shape, now, events=not copied)
+        async with self.driver() as connection:
             try:
-                await connection.fetchval(statement, *parameters)
+                if copied:
+                    async with connection.transaction():
+                        await connection.copy_records_to_table(
+                            "case_events",
+                            records=[tuple(_logged(e, j).values()) for e, j in changes.events],
+                            columns=_EVENT_COLUMNS,
+                        )
+                        await connection.fetchval(statement, *parameters)
+                else:
+                    await connection.fetchval(statement, *parameters)
             except Exception as error:
                 if getattr(error, "sqlstate", None) == VERSION_CONFLICT_SQLSTATE and "caseloop:" in str(error):
                     raise VersionConflict(str(error)) from error
@@ -268,7 +279,7 @@ class Database:
         if not event_ids:
             return
         if self.is_postgresql:
-            async with self._driver() as connection:
+            async with self.driver() as connection:
                 await connection.execute(_MARK_PUBLISHED, list(event_ids), now)
             return
         async with self.one_statement() as connection:
@@ -280,10 +291,10 @@ class Database:
             )
 
     @asynccontextmanager
-    async def _driver(self) -> AsyncIterator[Any]:
-        """The pooled asyncpg connection itself, outside any transaction: the hot statements go to
-        it straight (SQLAlchemy's layers cost more CPU than these statements). A connection that
-        failed is dropped from the pool, not handed out again."""
+    async def driver(self) -> AsyncIterator[Any]:
+        """The pooled asyncpg connection itself (PostgreSQL only), outside any transaction: the hot
+        statements go to it straight (SQLAlchemy's layers cost more CPU than these statements). A
+        connection that failed is dropped from the pool, not handed out again."""
         async with self.engine.connect() as connection:
             raw = await connection.get_raw_connection()
             try:
@@ -301,17 +312,40 @@ class Database:
         await self.engine.dispose()
 
 
-def _connection_broken(error: BaseException) -> bool:
-    """asyncpg's errors for a connection that is gone (not a statement that failed on a good one)."""
-    return type(error).__name__ in {"ConnectionDoesNotExistError", "InterfaceError", "ConnectionFailureError"}
+def snapshots_of(
+    stream_ids: Sequence[UUID],
+    versions: dict[UUID, int],
+    logs: dict[UUID, list[str]],
+    cached: dict[UUID, StreamSnapshot[State]],
+) -> dict[UUID, StreamSnapshot[State]]:
+    """The streams as read: each at its version (0: none yet), from the events read for it, or as
+    cached when no events were read because the cached version is the one stored."""
+    loaded: dict[UUID, StreamSnapshot[State]] = {}
+    for stream_id in stream_ids:
+        version = versions.get(stream_id, 0)
+        snapshot = cached.get(stream_id)
+        if snapshot is not None and snapshot.version == version and stream_id not in logs:
+            loaded[stream_id] = snapshot
+            continue
+        events = causal_order(Envelope.model_validate_json(text) for text in logs.get(stream_id, ()))
+        loaded[stream_id] = StreamSnapshot(stream_id, version, tuple(events))
+    return loaded
 
 
-_LOAD_STREAMS = """
+#: Each stream's version and, unless the caller keeps it at that version, its events: one row per
+#: event, or one with no event. $1: the stream ids; $2: the versions kept (-1: none kept).
+LOAD_STREAMS = """
 SELECT r.id, COALESCE(s.version, 0), e.envelope
 FROM unnest($1::varchar[], $2::int[]) AS r(id, known)
 LEFT JOIN case_streams s ON s.case_id = r.id
 LEFT JOIN case_events e ON e.case_id = r.id AND COALESCE(s.version, 0) <> r.known
 """
+
+
+def _connection_broken(error: BaseException) -> bool:
+    """asyncpg's errors for a connection that is gone (not a statement that failed on a good one)."""
+    return type(error).__name__ in {"ConnectionDoesNotExistError", "InterfaceError", "ConnectionFailureError"}
+
 
 _MARK_PUBLISHED = "UPDATE outbox SET published_at = $2 WHERE event_id = ANY($1::varchar[])"
 
@@ -407,14 +441,22 @@ def _write_statement(tables: RuntimeTables, shape: tuple[TablePart, ...]) -> str
 
 
 def _write_parameters(
-    tables: RuntimeTables, topic: str, changes: Changes, shape: tuple[TablePart, ...], now: datetime
+    tables: RuntimeTables,
+    topic: str,
+    changes: Changes,
+    shape: tuple[TablePart, ...],
+    now: datetime,
+    *,
+    events: bool = True,
 ) -> list[Any]:
+    """The statement's parameters; with ``events=False`` it inserts no event (they are copied in)."""
+
     def columns_of(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[list[Any]]:
         return [[row[name] for row in rows] for name in names]
 
     versions = sorted(changes.versions.items())  # one lock order for every writer: no deadlock between two
     parameters: list[Any] = [[str(i) for i, _ in versions], [v + 1 for _, v in versions]]
-    parameters += columns_of([_logged(e, j) for e, j in changes.events], _EVENT_COLUMNS)
+    parameters += columns_of([_logged(e, j) for e, j in changes.events] if events else [], _EVENT_COLUMNS)
     parameters += columns_of([_outboxed(e, j, topic, now) for e, j in changes.outbox], _OUTBOX_COLUMNS)
     parameters += columns_of([_checkpoint_row(c, now) for c in changes.checkpoints], _CHECKPOINT_COLUMNS)
     for table, columns, deletes in shape:

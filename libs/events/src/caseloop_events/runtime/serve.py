@@ -10,7 +10,7 @@ from collections.abc import Callable
 import uvicorn
 from fastapi import FastAPI
 
-from caseloop_events.runtime.service import ServiceSettings
+from caseloop_events.runtime.service import ServiceSettings, tune_garbage_collection
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def serve(create_app: Callable[[], FastAPI], settings: ServiceSettings) -> None:
         app = create_app()
     except ValueError as error:
         sys.exit(f"caseloop {settings.service_name}: cannot start: {error}")
+    tune_garbage_collection()
     # uvloop and httptools: the event loop and the HTTP parser in C, a third less CPU per request.
     uvicorn.run(
         app,

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
+from uuid import UUID
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
@@ -262,6 +264,20 @@ class Service(Generic[Settings, Deps, State]):
             self.locks,
         )
 
+    async def check(self, stream_id: UUID, rule: Callable[[State], None]) -> None:
+        """Apply ``rule`` (raising to refuse) to the stream's state, as this process keeps it when it
+        does (no round trip); a refusal on a kept stream is checked again on the stream as stored,
+        since another process may have changed it meanwhile (an access check before a command)."""
+        uow = self.unit_of_work()
+        try:
+            rule(await uow.state(stream_id))
+        except Exception:
+            if not uow.took_kept_streams:
+                raise
+            fresh = self.unit_of_work()
+            fresh.trust_cache = False
+            rule(await fresh.state(stream_id))
+
     async def commit(self, uow: UnitOfWork[Deps, State]) -> None:
         """Project each stream that changed, then write the unit of work."""
         await write(self.definition, uow)
@@ -429,16 +445,26 @@ async def run_command(
     command: object,
 ) -> Any:
     """Run a command's handler in a unit of work and write it; decided again on fresh state when
-    another writer changed its streams first (``COMMAND_ATTEMPTS`` times, then ``VersionConflict``)."""
+    another writer changed its streams first (``COMMAND_ATTEMPTS`` times, then ``VersionConflict``).
+    A command refused (its handler raised) on streams taken as this process keeps them is decided
+    once more on the streams as stored: no write checks a refusal, and the kept stream may be
+    behind another process's write."""
     handler = definition.commands[type(command)]
+    trust_cache = True
     for attempt in range(1, COMMAND_ATTEMPTS + 1):
         uow = new_unit_of_work()
+        uow.trust_cache = trust_cache
         try:
             result = await handler(command, uow)
             await write(definition, uow)
         except VersionConflict:
             if attempt == COMMAND_ATTEMPTS:
                 raise
+            continue
+        except Exception:
+            if not uow.took_kept_streams or attempt == COMMAND_ATTEMPTS:
+                raise
+            trust_cache = False
             continue
         finally:
             uow.release()
@@ -467,6 +493,21 @@ async def react(
                 raise
             raise HandlerFailed(event.event_id) from error
     return handled
+
+
+#: How many new objects a process allocates before Python looks for reference cycles (700 by
+#: default). A service keeps thousands of folded cases, events and parsed envelopes alive: each
+#: full look walked them all, and took a third of a replay's time and a good part of a busy
+#: service's (docs/performance.md). Almost all of them are freed by reference counting anyway.
+OBJECTS_BETWEEN_CYCLE_COLLECTIONS = 50_000
+
+
+def tune_garbage_collection() -> None:
+    """Set the objects made while starting aside from the cycle collector (``gc.freeze``) and let it
+    run once per ``OBJECTS_BETWEEN_CYCLE_COLLECTIONS`` new objects instead of 700."""
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(OBJECTS_BETWEEN_CYCLE_COLLECTIONS, second, third)
 
 
 async def _retry_connect(what: str, connect: Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:

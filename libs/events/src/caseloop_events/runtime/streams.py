@@ -130,7 +130,11 @@ class StreamCache(Generic[State]):
         return snapshot
 
     def put(self, snapshot: StreamSnapshot[State]) -> None:
-        self._kept[snapshot.stream_id] = snapshot
+        """Keep the snapshot, unless a later version of the stream is kept already: a unit of work
+        that read a stream before another wrote it ends after that write."""
+        kept = self._kept.get(snapshot.stream_id)
+        if kept is None or kept.version <= snapshot.version:
+            self._kept[snapshot.stream_id] = snapshot
         self._kept.move_to_end(snapshot.stream_id)
         while len(self._kept) > self.capacity:
             self._kept.popitem(last=False)

@@ -146,6 +146,12 @@ class UnitOfWork(Generic[Deps, State]):
         #: What a handler read once and keeps for the rest of the unit of work, under a key of its own.
         self.memo: dict[object, Any] = {}
         self._now: datetime | None = None
+        #: Take streams as this process keeps them, unread (the write's version check catches one
+        #: another process changed). Off: ask the database about each, as a refusal needs.
+        self.trust_cache = True
+        #: Whether a stream was taken as kept, unread: a decision not written (a refusal) may rest on
+        #: a stream another process has changed since.
+        self.took_kept_streams = False
 
     def now(self) -> datetime:
         """The time of this unit of work: read once, so every decision in it agrees."""
@@ -161,9 +167,24 @@ class UnitOfWork(Generic[Deps, State]):
         kept ones too — for a read that no write will check (a query answered from a stream)."""
         missing = list(dict.fromkeys(i for i in stream_ids if i not in self._streams))
         if missing:
+            verify = verify or not self.trust_cache
+            if not verify and any(i in self._cache for i in missing):
+                self.took_kept_streams = True
             loaded = await self._store.load(missing, self._cache, self._model, verify=verify)
             for stream_id, snapshot in loaded.items():
                 self._streams[stream_id] = Stream(snapshot, self._model)
+
+    def adopt(self, snapshots: Mapping[UUID, StreamSnapshot[State]]) -> None:
+        """Take streams read together with other things (an adapter's one query for a command): as
+        if ``load`` had read them."""
+        for stream_id, snapshot in snapshots.items():
+            self._streams.setdefault(stream_id, Stream(snapshot, self._model))
+
+    def cached(self, stream_id: UUID) -> StreamSnapshot[State] | None:
+        """The stream as this process keeps it, if it does (for an adapter that reads streams with
+        other things, asking whether each kept one is still at its version, as ``load`` with
+        ``verify`` does); None when this unit of work does not trust what is kept."""
+        return self._cache.get(stream_id) if self.trust_cache else None
 
     async def stream(self, stream_id: UUID) -> Stream[State]:
         await self.load(stream_id)

@@ -4,7 +4,8 @@ databases without any of the four services' rules.
 
 The probe is a small supervision: it reads dispatch's acknowledgements (``case.acknowledged``),
 keeps each case's count of acknowledgements and verifications in a projection (``probe_cases``),
-and takes one command, ``Verify``, that emits a verification (``case.verified``)."""
+and takes two commands: ``Verify`` emits a verification (``case.verified``), ``Close`` another
+only for a case verified already."""
 
 from __future__ import annotations
 
@@ -81,6 +82,25 @@ async def verify(command: Verify, uow: Work) -> int:
     return len(stream.state)
 
 
+class NotVerified(Exception):
+    """The case has no verification to close it on."""
+
+
+@dataclass(frozen=True)
+class Close:
+    case_id: UUID
+    by: str
+
+
+async def close(command: Close, uow: Work) -> int:
+    """Verify the case once more, as closing it; refused (``NotVerified``) unless it was verified."""
+    stream = await uow.stream(command.case_id)
+    if CaseVerified.event_type not in stream.state:
+        raise NotVerified(f"case {command.case_id} has no verification")
+    uow.emit(a_verification(command.case_id, command.by))
+    return len(stream.state)
+
+
 async def project(stream: Stream[ProbeCase], uow: Work) -> None:
     case = stream.state
     uow.put(
@@ -127,7 +147,7 @@ PROBE = ServiceDefinition[ProbeSettings, ProbeDeps, ProbeCase](
     settings=ProbeSettings,
     tables=ServiceTables(metadata, runtime_tables, {"probe_cases": frozenset(), **RUNTIME_PROJECTIONS}),
     model=CASES,
-    commands={Verify: verify},
+    commands={Verify: verify, Close: close},
     events={CaseAcknowledged: note, CaseVerified: keep},
     project=project,
     routers=[],

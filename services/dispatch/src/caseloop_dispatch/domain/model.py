@@ -6,7 +6,7 @@ How the dispute paths flow, and why none of them can loop forever, is ADR 0006.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID, uuid4
 
@@ -22,7 +22,7 @@ from caseloop_events.contracts.dispatch import (
 )
 from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, Producer, event_answering, event_caused_by
 from caseloop_events.contracts.errors import CaseNotFound, InvalidInput, RuleViolation
-from caseloop_events.contracts.folding import StreamModel
+from caseloop_events.contracts.folding import StreamModel, with_changes
 from caseloop_events.contracts.intake import CaseReport
 from caseloop_events.contracts.lifecycle import CaseProgress, progress
 from caseloop_events.contracts.reference import DISTRICT_COMMAND_UNIT_ID, ReferenceData, Unit
@@ -244,11 +244,13 @@ class AssignJointly:
 
 def evolve(case: DispatchCase, event: Envelope) -> DispatchCase:
     last = event.occurred_at if case.last_event_at is None else max(case.last_event_at, event.occurred_at)
-    detailed = _with_details(replace(case, last_event_at=last), event)
+    detailed = _with_details(with_changes(case, last_event_at=last), event)
     moved = progress(CaseProgress(case.status, case.status_before_merge), event.payload)
     if moved is None:
         return detailed
-    return replace(detailed, status=moved.status, status_before_merge=moved.status_before_merge, status_event=event)
+    return with_changes(
+        detailed, status=moved.status, status_before_merge=moved.status_before_merge, status_event=event
+    )
 
 
 def _with_details(case: DispatchCase, event: Envelope) -> DispatchCase:
@@ -261,7 +263,7 @@ def _with_details(case: DispatchCase, event: Envelope) -> DispatchCase:
                 grid_code=report.location.grid_code,
                 town_code=report.location.town_code,
             )
-            return replace(case, location=location)
+            return with_changes(case, location=location)
         case CaseJudged() as judged:
             judgment = Judgment(
                 category=judged.category,
@@ -270,7 +272,7 @@ def _with_details(case: DispatchCase, event: Envelope) -> DispatchCase:
                 risk_level=judged.risk_level,
                 event=event,
             )
-            return replace(case, judgment=judgment)
+            return with_changes(case, judgment=judgment)
         case CaseAssigned() as assigned:
             assignment = Assignment(
                 unit_id=assigned.unit_id,
@@ -283,7 +285,7 @@ def _with_details(case: DispatchCase, event: Envelope) -> DispatchCase:
                 event=event,
             )
             routed = case.judgment.event.event_id if case.judgment else None
-            return replace(
+            return with_changes(
                 case,
                 assignment=assignment,
                 routed_judgment_id=routed,
@@ -292,23 +294,23 @@ def _with_details(case: DispatchCase, event: Envelope) -> DispatchCase:
                 result_reported_at=None,
             )
         case CaseReturned() as returned:
-            return replace(case, returned_by=(*case.returned_by, returned.unit_id))
+            return with_changes(case, returned_by=(*case.returned_by, returned.unit_id))
         case CaseTransferred():
-            return replace(case, transfers=case.transfers + 1)
+            return with_changes(case, transfers=case.transfers + 1)
         case CaseAcknowledged():
-            return replace(case, acknowledged_at=event.occurred_at)
+            return with_changes(case, acknowledged_at=event.occurred_at)
         case CaseResultReported():
-            return replace(case, result_reported_at=event.occurred_at)
+            return with_changes(case, result_reported_at=event.occurred_at)
         case CaseVerificationFailed():
-            return replace(case, reworks=case.reworks + 1)
+            return with_changes(case, reworks=case.reworks + 1)
         case CaseReopened() as reopened:
-            return replace(case, reopen_count=reopened.reopen_count)
+            return with_changes(case, reopen_count=reopened.reopen_count)
         case ExtensionRequested():
-            return replace(case, pending_extension=event)
+            return with_changes(case, pending_extension=event)
         case ExtensionDecided() as decided:
             pending = case.pending_extension
             if pending is not None and pending.event_id == decided.request_event_id:
-                return replace(case, pending_extension=None)
+                return with_changes(case, pending_extension=None)
             return case
         case _:
             return case

@@ -30,6 +30,7 @@ from caseloop_dispatch.entrypoints.schemas import (
 )
 from caseloop_dispatch.service_layer.handlers import DispatchDeps
 from caseloop_events.contracts.common import CaseStatus
+from caseloop_events.contracts.errors import NotFound
 from caseloop_events.runtime.auth import Forbidden, Principal, Role, admits
 from caseloop_events.runtime.http import CorrelationId, PageOffset
 from caseloop_events.runtime.service import Service, service_of
@@ -57,7 +58,21 @@ async def _require_acting_unit(dispatch: Dispatch, caller: Principal, case_id: U
     """A unit acts only in its own name, and only on a case assigned to it (403 else)."""
     if unit_id != caller.unit_id:
         raise Forbidden(f"unit {caller.unit_id} may not act as unit {unit_id}")
-    await _require_case_access(dispatch, caller, case_id)
+    await _require_access_to_the_case(dispatch, caller, case_id)
+
+
+async def _require_access_to_the_case(dispatch: Dispatch, caller: Principal, case_id: UUID) -> None:
+    """What ``_require_case_access`` checks, on the case as dispatch keeps it in memory (no database
+    round trip for a case it handled lately); a refusal is checked again on the case as stored."""
+
+    def may_command(case: DispatchCase) -> None:
+        assignment = case.assignment
+        if assignment is None:
+            raise NotFound(f"case {case_id} has no assignment")
+        units = [assignment.unit_id, *assignment.assisting_unit_ids]
+        caller.require_case(source_system=None, unit_ids=units, place_code=assignment.town_code)
+
+    await dispatch.check(case_id, may_command)
 
 
 @router.get("/cases/{case_id}/assignment", response_model=AssignmentView)
@@ -172,7 +187,7 @@ async def assign_jointly(
 ) -> AssignmentView:
     """A dispatcher assigns a lead unit and assisting units together, before the lead acknowledges.
     Only the lead answers for the case; assisting units see it in their inbox."""
-    await _require_case_access(dispatch, caller, case_id)
+    await _require_access_to_the_case(dispatch, caller, case_id)
     command = AssignJointly(
         case_id=case_id,
         lead_unit_id=body.lead_unit_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from caseloop_events.contracts.envelope import (
     new_event,
 )
 from caseloop_events.contracts.errors import CaseNotFound, InvalidInput, NotFound, RuleViolation
-from caseloop_events.contracts.folding import StreamModel
+from caseloop_events.contracts.folding import StreamModel, with_changes
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -74,6 +74,28 @@ class LocationGiven:
 
 
 @dataclass(frozen=True)
+class KeyClaim:
+    """A request's hold on its Idempotency-Key: the calling system (scope), the key, what the
+    request was (fingerprint), and who holds it (claim) since when."""
+
+    scope: str
+    key: str
+    fingerprint: str
+    claim: str
+    started_at: datetime
+
+    @property
+    def row(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "idempotency_key": self.key,
+            "fingerprint": self.fingerprint,
+            "claim": self.claim,
+            "started_at": self.started_at,
+        }
+
+
+@dataclass(frozen=True)
 class ReportCase:
     """A source system (or a grid worker's screening round) reports a case."""
 
@@ -92,6 +114,8 @@ class ReportCase:
     #: The request that asked for it, and the authenticated caller who sent it.
     correlation_id: uuid.UUID = field(default_factory=uuid.uuid4)
     subject: str | None = None
+    #: The request's Idempotency-Key, claimed with what screening reads (None: sent without one).
+    claim: KeyClaim | None = None
 
 
 @dataclass(frozen=True)
@@ -263,37 +287,39 @@ def sequence_of(case_no: str) -> int:
 def evolve(case: IntakeCase, event: Envelope) -> IntakeCase:
     match event.payload:
         case CaseAccepted() as accepted:
-            return replace(
+            return with_changes(
                 _screened(case, event, accepted.case_no, CaseStatus.ACCEPTED),
                 report=accepted,
                 accepted=accepted,
                 duplicate_of=None,
             )
         case CaseLinkedAsDuplicate() as linked:
-            return replace(
+            return with_changes(
                 _screened(case, event, linked.case_no, CaseStatus.DUPLICATE), report=linked, duplicate_of=linked
             )
         case CaseRejected() as rejected:
-            return replace(_screened(case, event, rejected.case_no, CaseStatus.REJECTED), rejected=rejected)
+            return with_changes(_screened(case, event, rejected.case_no, CaseStatus.REJECTED), rejected=rejected)
         case CasesMerged() as merged:
-            return replace(
+            return with_changes(
                 case, status=CaseStatus.MERGED, merged_into=Merge(merged, event.occurred_at), status_event=event
             )
         case CaseUnmerged():
             # A merge is only made on an accepted case, and an unmerged duplicate is accepted in
             # the same transaction: either way the case is accepted again.
-            return replace(case, status=CaseStatus.ACCEPTED, merged_into=None, duplicate_of=None, status_event=event)
+            return with_changes(
+                case, status=CaseStatus.ACCEPTED, merged_into=None, duplicate_of=None, status_event=event
+            )
         case CaseClosed():
-            return replace(case, closed_at=event.occurred_at)
+            return with_changes(case, closed_at=event.occurred_at)
         case CaseReopened():
-            return replace(case, closed_at=None)
+            return with_changes(case, closed_at=None)
         case _:
             return case
 
 
 def _screened(case: IntakeCase, event: Envelope, case_no: str, status: CaseStatus) -> IntakeCase:
     screened_at = event.occurred_at if case.screened_at is None else case.screened_at
-    return replace(case, case_no=case_no, status=status, screened_at=screened_at, status_event=event)
+    return with_changes(case, case_no=case_no, status=status, screened_at=screened_at, status_event=event)
 
 
 #: How intake folds a case: what the runtime folds each stream with.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
@@ -22,6 +22,7 @@ from caseloop_intake.domain.model import (
     GRID_SCREENING_SOURCE,
     Hazard,
     IntakeCase,
+    KeyClaim,
     LocationGiven,
     MergeCase,
     ReportCase,
@@ -43,7 +44,7 @@ from caseloop_intake.entrypoints.schemas import (
     ScreeningRead,
     UnmergeCreate,
 )
-from caseloop_intake.service_layer.handlers import IntakeDeps, ReportOutcome, require_known_category
+from caseloop_intake.service_layer.handlers import IntakeDeps, KeyUsedBefore, ReportOutcome, require_known_category
 
 #: The composed intake service: its commands (``handle``), database and dependencies.
 Intake = Annotated[Service[IntakeSettings, IntakeDeps, IntakeCase], Depends(service_of)]
@@ -93,13 +94,19 @@ async def report_case(
     if idempotency_key is None:
         return await _report(body, intake, correlation_id, response, caller)
     scope, print_ = body.source_system, idempotency.fingerprint(body.model_dump_json().encode())
-    stored = await idempotency.begin(intake.database, scope, idempotency_key, print_, intake.clock.now())
-    if stored is not None:
-        headers = {"Location": stored.location} if stored.location else None
-        return JSONResponse(json.loads(stored.body), status_code=stored.status_code, headers=headers)
+    # The usual case, a key not seen before, is claimed with what screening reads; a key used
+    # before takes the long way: its stored answer, 409 while in flight, 422 for another body.
+    claim = KeyClaim(scope, idempotency_key, print_, str(uuid4()), intake.clock.now())
     try:
-        created = await _report(body, intake, correlation_id, response, caller)
+        created = await _report(body, intake, correlation_id, response, caller, claim)
+    except KeyUsedBefore:
+        stored = await idempotency.begin(intake.database, scope, idempotency_key, print_, intake.clock.now())
+        if stored is not None:
+            headers = {"Location": stored.location} if stored.location else None
+            return JSONResponse(json.loads(stored.body), status_code=stored.status_code, headers=headers)
+        created = await _report_holding_the_key(body, intake, correlation_id, response, caller, scope, idempotency_key)
     except BaseException:
+        # Only a request that holds the key frees it: the read claimed it before the failure.
         await idempotency.release(intake.database, scope, idempotency_key)
         raise
     answer = idempotency.StoredAnswer(
@@ -109,8 +116,30 @@ async def report_case(
     return created
 
 
+async def _report_holding_the_key(
+    body: CaseCreate,
+    intake: Intake,
+    correlation_id: UUID,
+    response: Response,
+    caller: Principal,
+    scope: str,
+    idempotency_key: str,
+) -> CaseCreated:
+    """Report with a key ``idempotency.begin`` claimed for this request; a failure frees it."""
+    try:
+        return await _report(body, intake, correlation_id, response, caller)
+    except BaseException:
+        await idempotency.release(intake.database, scope, idempotency_key)
+        raise
+
+
 async def _report(
-    body: CaseCreate, intake: Intake, correlation_id: UUID, response: Response, caller: Principal
+    body: CaseCreate,
+    intake: Intake,
+    correlation_id: UUID,
+    response: Response,
+    caller: Principal,
+    claim: KeyClaim | None = None,
 ) -> CaseCreated:
     command = ReportCase(
         source_system=body.source_system,
@@ -128,6 +157,7 @@ async def _report(
         now=intake.clock.now(),
         correlation_id=correlation_id,
         subject=caller.subject,
+        claim=claim,
     )
     outcome: ReportOutcome = await intake.handle(command)
     response.headers["Location"] = f"/v1/cases/{outcome.case.case_id}"

@@ -12,6 +12,7 @@ from caseloop_events.runtime.unit_of_work import UnitOfWork
 from caseloop_intake.adapters.cases import IntakeStore, row_of, screening_stream_of
 from caseloop_intake.adapters.tables import cases
 from caseloop_intake.domain.model import (
+    CASES,
     IntakeCase,
     MergeCase,
     ReportCase,
@@ -45,30 +46,39 @@ class ReportOutcome:
     created: bool
 
 
+class KeyUsedBefore(Exception):
+    """The request's Idempotency-Key was used before: its first answer (or its request still in
+    flight) decides what this request gets, not a screening (``adapters.idempotency.begin``)."""
+
+
 async def report_case(command: ReportCase, uow: Work) -> ReportOutcome:
     """Screen a report, or return the case already reported with the same source system and external id.
 
     Every screening in a grid writes the grid's screening stream: a report screened while another of
     the same grid commits is screened again, so the earlier cases it is compared with include every
     case screened before it, and two similar reports sent together cannot both be accepted. In one
-    process the screenings of a grid take turns (``exclusive``) rather than race."""
+    process the screenings of a grid take turns (``exclusive``) rather than race. What screening
+    reads is one round trip (``IntakeStore.read_for_screening``), its write another."""
     deps = uow.deps
     require_known_category(deps.reference, command.category, "category")
     case_id = case_id_for(command.source_system, command.external_id)
     place = place_case(command.location, deps.reference)
-    grid_stream = screening_stream_of(place.grid_code) if place else None
-    if grid_stream is not None:
-        await uow.exclusive(grid_stream)
-    await uow.load(case_id, *([grid_stream] if grid_stream else []))
+    grid = (screening_stream_of(place.grid_code), place.grid_code) if place else None
+    if grid is not None:
+        await uow.exclusive(grid[0])
+    kept = {i: k for i in (case_id, *([grid[0]] if grid else [])) if (k := uow.cached(i)) is not None}
+    since = command.now - deps.screening.duplicate_window
+    read = await deps.store.read_for_screening(case_id, grid, since, command.claim, kept, CASES)
+    if not read.key_claimed:
+        raise KeyUsedBefore(command.claim)
+    uow.adopt(read.streams)
     stream = uow.loaded(case_id)
     if stream.state.known:
         return ReportOutcome(stream.state, created=False)
-    since = command.now - deps.screening.duplicate_window
-    earlier = await deps.store.open_cases_in_grid(place.grid_code, since) if place else []
-    if grid_stream is not None:
-        uow.depend_on(grid_stream)
-    sequence = await deps.store.case_number_for(case_id)
-    outcome = screen(command, place, case_number(sequence, command.now), earlier, deps.screening)
+    if grid is not None:
+        uow.depend_on(grid[0])
+    assert read.number is not None, "a new case takes a number with what screening reads"
+    outcome = screen(command, place, case_number(read.number, command.now), read.earlier, deps.screening)
     uow.emit(screening_event(case_id, outcome, command))
     return ReportOutcome(stream.state, created=True)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -22,7 +22,7 @@ from caseloop_events.contracts.dispatch import (
     ExtensionRequested,
 )
 from caseloop_events.contracts.envelope import Envelope
-from caseloop_events.contracts.folding import StreamModel
+from caseloop_events.contracts.folding import StreamModel, with_changes
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -359,12 +359,14 @@ class SupervisedCase:
 
 def evolve(case: SupervisedCase, event: Envelope) -> SupervisedCase:
     last = event.occurred_at if case.last_event_at is None else max(case.last_event_at, event.occurred_at)
-    counted = replace(case, event_count=case.event_count + 1, last_event_at=last)
+    counted = with_changes(case, event_count=case.event_count + 1, last_event_at=last)
     detailed = _with_details(counted, event)
     moved = progress(CaseProgress(case.status, case.status_before_merge), event.payload)
     if moved is None:
         return detailed
-    return replace(detailed, status=moved.status, status_before_merge=moved.status_before_merge, status_event=event)
+    return with_changes(
+        detailed, status=moved.status, status_before_merge=moved.status_before_merge, status_event=event
+    )
 
 
 def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
@@ -373,9 +375,9 @@ def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
     match event.payload:
         case CaseAccepted() as accepted:
             # After the unmerge of a duplicate the case is already accepted again: it stays so.
-            return replace(_with_report(case, accepted), stages=replace(case.stages, accepted_at=at))
+            return with_changes(_with_report(case, accepted), stages=with_changes(case.stages, accepted_at=at))
         case CaseRejected() as rejected:
-            return replace(
+            return with_changes(
                 case,
                 case_no=rejected.case_no,
                 title=rejected.title,
@@ -385,30 +387,30 @@ def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 rejection_note=rejected.note,
             )
         case CaseLinkedAsDuplicate() as linked:
-            return replace(
+            return with_changes(
                 _with_report(case, linked),
                 duplicate_of=CaseRef(linked.original_case_id, linked.original_case_no),
                 similarity=linked.similarity,
                 was_linked=True,
             )
         case CasesMerged() as merged:
-            return replace(case, merged_into=CaseRef(merged.into_case_id, merged.into_case_no), was_linked=True)
+            return with_changes(case, merged_into=CaseRef(merged.into_case_id, merged.into_case_no), was_linked=True)
         case CaseUnmerged():
             if case.status is CaseStatus.MERGED:
                 # The merge stopped the clocks: taking up again where it stood starts new rounds.
                 restored = case.status_before_merge
-                resumed = replace(case, merged_into=None)
+                resumed = with_changes(case, merged_into=None)
                 if restored is CaseStatus.ASSIGNED:
-                    return replace(resumed, assignment_event=event)
+                    return with_changes(resumed, assignment_event=event)
                 if restored is CaseStatus.ACKNOWLEDGED:
-                    return replace(resumed, handling_cause=event, handling_round_open=True)
+                    return with_changes(resumed, handling_cause=event, handling_round_open=True)
                 return resumed
             if case.status is CaseStatus.DUPLICATE:
-                return replace(case, duplicate_of=None, similarity=None)
+                return with_changes(case, duplicate_of=None, similarity=None)
             return case
         case CaseJudged() as judged:
             # A re-judgment changes what the case is, not where it stands (``progress``).
-            return replace(
+            return with_changes(
                 case,
                 category=judged.category,
                 risk_level=judged.risk_level,
@@ -416,10 +418,10 @@ def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 campaign_ids=judged.campaign_ids,
                 judged_by=judged.judged_by,
                 judgments=case.judgments + 1,
-                stages=replace(case.stages, judged_at=at),
+                stages=with_changes(case.stages, judged_at=at),
             )
         case CaseAssigned() as assigned:
-            return replace(
+            return with_changes(
                 case,
                 assignment_event=event,
                 unit_id=assigned.unit_id,
@@ -427,53 +429,53 @@ def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 assisting_unit_ids=assigned.assisting_unit_ids,
                 route=assigned.route,
                 fallback_owner=assigned.fallback_owner,
-                stages=replace(case.stages, assigned_at=at),
+                stages=with_changes(case.stages, assigned_at=at),
             )
         case CaseReturned():
-            return replace(case, returns=case.returns + 1)
+            return with_changes(case, returns=case.returns + 1)
         case CaseTransferred():
             # The case.assigned that follows in the same transaction moves the case to the new unit.
-            return replace(case, transfers=case.transfers + 1)
+            return with_changes(case, transfers=case.transfers + 1)
         case CaseAcknowledged():
             # Signing for a case starts a handling round, unless one is under way: after a return
             # the round goes on with the next unit (its clock paused, then resumed).
             starts_round = not case.handling_round_open
-            return replace(
+            return with_changes(
                 case,
                 handling_cause=event if starts_round else case.handling_cause,
                 handling_round_open=True,
-                stages=replace(case.stages, acknowledged_at=at),
+                stages=with_changes(case.stages, acknowledged_at=at),
             )
         case CaseResultReported() as reported:
-            return replace(
+            return with_changes(
                 case,
                 result_summary=reported.summary,
                 handling_round_open=False,
-                stages=replace(case.stages, result_reported_at=at),
+                stages=with_changes(case.stages, result_reported_at=at),
             )
         case CaseVerified():
             # A reopened case is verified again and must be evaluable again: the old rating goes.
-            return replace(case, rating=None, verification=event, stages=replace(case.stages, verified_at=at))
+            return with_changes(case, rating=None, verification=event, stages=with_changes(case.stages, verified_at=at))
         case CaseVerificationFailed():
             # Rework: the same unit handles the case again and reports a new result, on a new clock.
-            return replace(case, reworks=case.reworks + 1, handling_cause=event, handling_round_open=True)
+            return with_changes(case, reworks=case.reworks + 1, handling_cause=event, handling_round_open=True)
         case CaseEvaluated() as evaluated:
-            return replace(
-                case, rating=evaluated.rating, status_event=event, stages=replace(case.stages, evaluated_at=at)
+            return with_changes(
+                case, rating=evaluated.rating, status_event=event, stages=with_changes(case.stages, evaluated_at=at)
             )
         case CaseReopened() as reopened:
-            return replace(case, reopen_count=reopened.reopen_count)
+            return with_changes(case, reopen_count=reopened.reopen_count)
         case CaseClosed() as closed:
-            return replace(
+            return with_changes(
                 case,
                 closure_reason=closed.reason,
                 closed_with_case_id=closed.original_case_id,
-                stages=replace(case.stages, closed_at=at),
+                stages=with_changes(case.stages, closed_at=at),
             )
         case DeadlineSet() | ClockPaused() | ClockStopped() | SupervisionNoticeIssued():
             return _with_clock_event(case, event)
         case CaseUrged() as urged:
-            return replace(case, urgings=(*case.urgings, Urging(urged.urged_by, urged.note, urged.unit_id, at)))
+            return with_changes(case, urgings=(*case.urgings, Urging(urged.urged_by, urged.note, urged.unit_id, at)))
         case ExtensionRequested() as requested:
             extension = Extension(
                 request_event_id=event.event_id,
@@ -483,12 +485,12 @@ def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 requested_due_at=requested.requested_due_at,
                 requested_at=at,
             )
-            return replace(case, extensions=(*case.extensions, extension))
+            return with_changes(case, extensions=(*case.extensions, extension))
         case ExtensionDecided() as decided:
-            return replace(
+            return with_changes(
                 case,
                 extensions=tuple(
-                    replace(
+                    with_changes(
                         e,
                         approved=decided.approved,
                         decided_by=decided.decided_by,
@@ -502,7 +504,7 @@ def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 ),
             )
         case SlaProfileChanged() as changed:
-            return replace(case, sla_profile=changed.sla_profile)
+            return with_changes(case, sla_profile=changed.sla_profile)
         case FeedbackDelivered() as delivered:
             return _with_feedback(
                 case,
@@ -533,7 +535,7 @@ def _with_details(case: SupervisedCase, event: Envelope) -> SupervisedCase:
 
 
 def _with_report(case: SupervisedCase, report: CaseReport) -> SupervisedCase:
-    return replace(
+    return with_changes(
         case,
         case_no=report.case_no,
         title=report.title,
@@ -575,8 +577,8 @@ def _with_clock_event(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 extension = Extended(deadline.due_at, timedelta(seconds=deadline.allowed_seconds))
             elif extension is not None and deadline.reason is DeadlineReason.RESUMED:
                 pause = timedelta(seconds=deadline.paused_seconds) - clock.paused_total
-                extension = replace(extension, due_at=extension.due_at + pause)
-            clock = replace(
+                extension = with_changes(extension, due_at=extension.due_at + pause)
+            clock = with_changes(
                 clock,
                 extension=extension,
                 due_at=deadline.due_at,
@@ -591,13 +593,13 @@ def _with_clock_event(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 rungs_reached=() if deadline.reason is DeadlineReason.EXTENDED else clock.rungs_reached,
             )
         case ClockPaused() as paused if clock is not None:
-            clock = replace(clock, paused_since=paused.paused_at)
+            clock = with_changes(clock, paused_since=paused.paused_at)
         case ClockStopped() as stopped if clock is not None:
             stop = ClockStop(at=stopped.stopped_at, reason=stopped.reason, on_time=stopped.on_time)
-            clock = replace(clock, stopped=stop)
+            clock = with_changes(clock, stopped=stop)
         case SupervisionNoticeIssued() as notice:
             if clock is not None:
-                clock = replace(clock, rungs_reached=(*clock.rungs_reached, notice.rung))
+                clock = with_changes(clock, rungs_reached=(*clock.rungs_reached, notice.rung))
             issued = Notice(
                 event_id=event.event_id,
                 rung=notice.rung,
@@ -609,24 +611,24 @@ def _with_clock_event(case: SupervisedCase, event: Envelope) -> SupervisedCase:
                 reached_at=notice.reached_at,
                 issued_at=at,
             )
-            case = replace(case, notices=(*case.notices, issued))
+            case = with_changes(case, notices=(*case.notices, issued))
         case _:
             return case
     if isinstance(payload, DeadlineSet):
-        case = replace(case, sla_profile=payload.sla_profile)
+        case = with_changes(case, sla_profile=payload.sla_profile)
     if payload.clock is ClockKind.ACKNOWLEDGEMENT:
-        return replace(case, acknowledgement_clock=clock)
-    return replace(case, handling_clock=clock)
+        return with_changes(case, acknowledgement_clock=clock)
+    return with_changes(case, handling_clock=clock)
 
 
 def _with_feedback(case: SupervisedCase, feedback: Feedback) -> SupervisedCase:
     """The latest attempt about an event tells where its feedback stands."""
     earlier = next((f for f in case.feedback if f.about_event_id == feedback.about_event_id), None)
     if earlier is None:
-        return replace(case, feedback=(*case.feedback, feedback))
+        return with_changes(case, feedback=(*case.feedback, feedback))
     if earlier.attempts > feedback.attempts:
         return case
-    return replace(case, feedback=tuple(feedback if f is earlier else f for f in case.feedback))
+    return with_changes(case, feedback=tuple(feedback if f is earlier else f for f in case.feedback))
 
 
 #: How supervision folds a case: what the runtime folds each stream with.

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from caseloop_events.contracts.clock import REGION_TIMEZONE
 from caseloop_events.contracts.common import CaseStatus
+from caseloop_events.contracts.errors import CaseNotFound
 from caseloop_events.contracts.reference import HandlingLevel
 from caseloop_events.contracts.supervision import Rating, RegionMode
 from caseloop_events.contracts.timeline import CaseTimeline, build_timeline, render_text
@@ -125,6 +126,20 @@ async def _require_case_access(supervision: Supervision, caller: Principal, case
     view = await queries.case_now(supervision.database, case_id, supervision.clock.now())
     caller.require_case(source_system=view.source_system, unit_ids=_units_of(view), place_code=view.town_code)
     return view
+
+
+async def _require_command_access(supervision: Supervision, caller: Principal, case_id: UUID) -> None:
+    """What ``_require_case_access`` checks, on the case as supervision keeps it in memory (no
+    database round trip for a case it handled lately); a refusal is checked again on the case as
+    stored."""
+
+    def may_command(case: SupervisedCase) -> None:
+        if not case.known:
+            raise CaseNotFound(case_id)
+        units = [case.unit_id, *case.assisting_unit_ids]
+        caller.require_case(source_system=case.source_system, unit_ids=units, place_code=case.town_code)
+
+    await supervision.check(case_id, may_command)
 
 
 @router.get("", response_model=CasePage)
@@ -244,7 +259,7 @@ async def verify_result(
     case_id: UUID, body: VerificationIn, supervision: Supervision, correlation_id: CorrelationId, caller: Supervisor
 ) -> CaseView:
     """Verify the unit's reported result (核查); failing sends the case back for rework."""
-    await _require_case_access(supervision, caller, case_id)
+    await _require_command_access(supervision, caller, case_id)
     command = VerifyResult(
         case_id=case_id,
         passed=body.passed,
@@ -264,7 +279,7 @@ async def evaluate_handling(
 ) -> CaseView:
     """The citizen's evaluation (回访评价); satisfied or basically satisfied closes the case, unsatisfied
     reopens it (重办). Posted by a supervisor, or by the source system the citizen answered."""
-    await _require_case_access(supervision, caller, case_id)
+    await _require_command_access(supervision, caller, case_id)
     command = EvaluateHandling(
         case_id=case_id,
         rating=body.rating,
@@ -282,7 +297,7 @@ async def urge_case(
     case_id: UUID, body: UrgingIn, supervision: Supervision, correlation_id: CorrelationId, caller: Supervisor
 ) -> CaseView:
     """Urge the unit holding the case (催办), at any time while the case is open."""
-    await _require_case_access(supervision, caller, case_id)
+    await _require_command_access(supervision, caller, case_id)
     command = UrgeCase(
         case_id=case_id,
         by=body.by,
@@ -304,7 +319,7 @@ async def decide_on_extension(
     caller: Supervisor,
 ) -> CaseView:
     """Approve or refuse the unit's extension request (延期审批); approval moves the handling deadline."""
-    await _require_case_access(supervision, caller, case_id)
+    await _require_command_access(supervision, caller, case_id)
     command = DecideExtension(
         case_id=case_id,
         approved=body.approved,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID, uuid4
 
 from caseloop_events.contracts.envelope import Actor, ActorRole, Envelope, Producer, event_answering, event_caused_by
 from caseloop_events.contracts.errors import CaseNotFound, InvalidInput, RuleViolation
-from caseloop_events.contracts.folding import StreamModel
+from caseloop_events.contracts.folding import StreamModel, with_changes
 from caseloop_events.contracts.intake import (
     CaseAccepted,
     CaseLinkedAsDuplicate,
@@ -123,27 +123,27 @@ class TriageCase:
 
 
 def evolve(case: TriageCase, event: Envelope) -> TriageCase:
-    case = replace(case, known=True)
+    case = with_changes(case, known=True)
     match event.payload:
         case CaseAccepted() as accepted:
             # Also how an unmerged duplicate comes back: accepted on its own.
-            return replace(case, accepted_event=event, report=accepted, duplicate=False)
+            return with_changes(case, accepted_event=event, report=accepted, duplicate=False)
         case CaseRejected():
-            return replace(case, rejected=True)
+            return with_changes(case, rejected=True)
         case CaseLinkedAsDuplicate():
-            return replace(case, duplicate=True)
+            return with_changes(case, duplicate=True)
         case CasesMerged():
-            return replace(case, merged=True)
+            return with_changes(case, merged=True)
         case CaseUnmerged():
-            return replace(case, merged=False, duplicate=False)
+            return with_changes(case, merged=False, duplicate=False)
         case CaseQueuedForReview():
-            return replace(case, review_event=event)
+            return with_changes(case, review_event=event)
         case CaseJudged():
-            return replace(case, judgment_event=event, review_event=None)
+            return with_changes(case, judgment_event=event, review_event=None)
         case CaseClosed():
-            return replace(case, closed=True)
+            return with_changes(case, closed=True)
         case CaseReopened():
-            return replace(case, closed=False)
+            return with_changes(case, closed=False)
         case _:
             return case
 
