@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Generic
+from typing import Any, Generic, NoReturn, TypeVar, cast
 from uuid import UUID
 
 from sqlalchemy import Table
@@ -19,6 +19,8 @@ from caseloop_events.runtime.consumer import Incoming
 from caseloop_events.runtime.service import ServiceDefinition, react, run_command, write
 from caseloop_events.runtime.streams import StreamCache, StreamSnapshot
 from caseloop_events.runtime.unit_of_work import Changes, Deps, UnitOfWork, VersionConflict
+
+T = TypeVar("T")
 
 
 class InMemoryStore(Generic[State]):
@@ -78,6 +80,26 @@ class InMemoryStore(Generic[State]):
         return self.tables.get(table.name, {}).get(tuple(key))
 
 
+class OutOfReach(Exception):
+    """A handler reached a dependency the in-memory store cannot stand in for (a query adapter that
+    reads the database directly): what depends on it is tested on a database, in the integration tests."""
+
+
+class _Unanswerable:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> NoReturn:
+        raise OutOfReach(f"{self._name}.{attribute} reads the database: out of reach of the in-memory store")
+
+
+def out_of_reach(kind: type[T]) -> T:
+    """A stand-in for a dependency of ``kind`` that reads the database directly (a service's query
+    adapter), for tests of handlers that do not reach it: any use raises ``OutOfReach``, so a test
+    that does reach it fails saying so, instead of answering from an empty database."""
+    return cast(T, _Unanswerable(kind.__name__))
+
+
 class FakeUnitOfWork(UnitOfWork[Deps, State]):
     """A unit of work on an ``InMemoryStore``: what a handler sees, without a database."""
 
@@ -110,6 +132,17 @@ class FakeService(Generic[Deps, State]):
         await react(self.definition, uow, [Incoming("log", 0, n, e, e.model_dump_json()) for n, e in enumerate(wanted)])
         await write(self.definition, uow)
         return self.store.published[before:]
+
+    async def replay(self, *events: Envelope) -> None:
+        """Write events the log holds already as a replay writes them (``Service.rebuild``): recorded
+        in their streams and projected, no handler called, nothing emitted — the history a test starts
+        from, such as the service's own earlier events, which no consumer poll of its brings."""
+        wanted = [e for e in events if e.type in self.definition.event_types]
+        uow = self.unit_of_work()
+        await uow.load(*(e.case_id for e in wanted))
+        for event in wanted:
+            uow.record(event, event.model_dump_json())
+        await write(self.definition, uow)
 
     async def state(self, stream_id: UUID) -> State:
         """The stream's state as stored."""
