@@ -109,13 +109,22 @@ class FakeUnitOfWork(UnitOfWork[Deps, State]):
 
 class FakeService(Generic[Deps, State]):
     """A service's definition run on an ``InMemoryStore``: its commands and events handled, its
-    streams projected and written, as the runtime does it — with no database and no broker."""
+    streams projected and written, as the runtime does it — with no database and no broker.
 
-    def __init__(self, definition: ServiceDefinition[Any, Deps, State], deps: Deps, clock: Clock) -> None:
+    ``store`` is given when ``deps`` read it too (a service's in-memory query adapter answering
+    from the rows its handlers write); otherwise the service has a store of its own."""
+
+    def __init__(
+        self,
+        definition: ServiceDefinition[Any, Deps, State],
+        deps: Deps,
+        clock: Clock,
+        store: InMemoryStore[State] | None = None,
+    ) -> None:
         self.definition = definition
         self.deps = deps
         self.clock = clock
-        self.store: InMemoryStore[State] = InMemoryStore()
+        self.store: InMemoryStore[State] = store if store is not None else InMemoryStore()
 
     def unit_of_work(self) -> FakeUnitOfWork[Deps, State]:
         return FakeUnitOfWork(self.store, self.definition.model, self.deps, self.clock)

@@ -1,11 +1,11 @@
 """What supervision's handlers and timers read besides the streams: the regions in emergency mode,
 the cases that follow a case, what is due for a notice, a closure or a callback, the open cases of
-a region. All SQL; the handlers see methods."""
+a region. The production adapter of the service layer's ``SupervisionReads``, in SQL; the in-memory
+adapter (``adapters.memory``) filters with the constants below, so the two mean the same."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -23,8 +23,14 @@ from caseloop_supervision.domain.model import FeedbackState
 #: process is seen at once (``forget_region_modes``); one made by another replica within this time.
 REGION_MODES_KEPT = 1.0
 
+#: The mode of a region whose cases are held to the faster SLA profile.
+IN_EMERGENCY = RegionMode.EMERGENCY.value
+
 #: Statuses of cases that have left the loop: a mode switch leaves them alone.
 LEFT_THE_LOOP = tuple(status.value for status in FINISHED)
+
+#: The status of a case that waits for the citizen's evaluation (once its ``awaiting_evaluation_since`` is set).
+AWAITING_EVALUATION = CaseStatus.VERIFIED.value
 
 #: Delivery states a timer round attempts.
 DUE_STATES = (FeedbackState.PENDING.value, FeedbackState.RETRYING.value)
@@ -46,9 +52,7 @@ class SupervisionStore:
             return kept[1]
         async with self._database.reading() as session:
             found = frozenset(
-                await session.scalars(
-                    select(region_modes.c.region_code).where(region_modes.c.mode == RegionMode.EMERGENCY.value)
-                )
+                await session.scalars(select(region_modes.c.region_code).where(region_modes.c.mode == IN_EMERGENCY))
             )
         self._emergency = (time.monotonic(), found)
         return found
@@ -79,7 +83,7 @@ class SupervisionStore:
         """Verified cases waiting for the citizen's evaluation since before ``before``."""
         return await self._case_ids(
             select(cases.c.case_id)
-            .where(cases.c.status == CaseStatus.VERIFIED.value, cases.c.awaiting_evaluation_since <= before)
+            .where(cases.c.status == AWAITING_EVALUATION, cases.c.awaiting_evaluation_since <= before)
             .order_by(cases.c.awaiting_evaluation_since, cases.c.case_id)
             .limit(limit)
         )
@@ -91,17 +95,16 @@ class SupervisionStore:
             select(cases.c.case_id).where(*in_region, cases.c.status.not_in(LEFT_THE_LOOP)).order_by(cases.c.case_id)
         )
 
-    async def due_deliveries(self, now: datetime, limit: int) -> Sequence[Any]:
+    async def due_deliveries(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         """Feedback deliveries to attempt now, the longest due first."""
         async with self._database.reading() as session:
-            return (
-                await session.execute(
-                    select(feedback_deliveries)
-                    .where(feedback_deliveries.c.state.in_(DUE_STATES), feedback_deliveries.c.next_attempt_at <= now)
-                    .order_by(feedback_deliveries.c.next_attempt_at, feedback_deliveries.c.delivery_id)
-                    .limit(limit)
-                )
-            ).all()
+            found = await session.execute(
+                select(feedback_deliveries)
+                .where(feedback_deliveries.c.state.in_(DUE_STATES), feedback_deliveries.c.next_attempt_at <= now)
+                .order_by(feedback_deliveries.c.next_attempt_at, feedback_deliveries.c.delivery_id)
+                .limit(limit)
+            )
+            return [dict(row._mapping) for row in found]
 
     async def delivery(self, delivery_id: str) -> dict[str, Any] | None:
         async with self._database.reading() as session:

@@ -19,7 +19,7 @@ from caseloop_events.contracts.supervision import (
     RegionModeSwitched,
     region_stream_id,
 )
-from caseloop_supervision.adapters.store import DUE_STATES, SupervisionStore
+from caseloop_supervision.adapters.store import DUE_STATES
 from caseloop_supervision.adapters.tables import feedback_deliveries
 from caseloop_supervision.adapters.views import CaseView
 from caseloop_supervision.domain.clocks import (
@@ -40,7 +40,7 @@ from caseloop_supervision.domain.decisions import (
 from caseloop_supervision.domain.feedback import AttemptOutcome, attempt_recorded
 from caseloop_supervision.domain.model import FeedbackState, SupervisedCase
 from caseloop_supervision.service_layer.projection import view_of
-from caseloop_supervision.service_layer.supervising import Work, decided, in_emergency_mode
+from caseloop_supervision.service_layer.supervising import SupervisionReads, Work, decided, in_emergency_mode
 
 # --- what people ask --------------------------------------------------------------------------
 
@@ -184,7 +184,7 @@ async def hold_to_the_region_profile(command: ChangeProfile, uow: Work) -> bool:
 Handle = Callable[[object], Awaitable[Any]]
 
 
-async def switch_region_mode(handle: Handle, store: SupervisionStore, command: SwitchRegionMode) -> RegionModeView:
+async def switch_region_mode(handle: Handle, store: SupervisionReads, command: SwitchRegionMode) -> RegionModeView:
     """The switch, committed on its own; then every open case whose profile it changes gets
     ``case.sla_profile_changed`` and its clocks re-timed, each case in a unit of work of its own: a
     failure leaves the switch in place (the next event of a case missed here re-times it)."""

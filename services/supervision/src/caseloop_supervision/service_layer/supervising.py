@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 from uuid import UUID
 
 from caseloop_events.contracts.common import CaseStatus
@@ -14,7 +15,6 @@ from caseloop_events.contracts.envelope import Envelope
 from caseloop_events.contracts.intake import CaseLinkedAsDuplicate, CasesMerged
 from caseloop_events.contracts.supervision import CaseClosed
 from caseloop_events.runtime.unit_of_work import UnitOfWork
-from caseloop_supervision.adapters.store import SupervisionStore
 from caseloop_supervision.adapters.tables import case_links, feedback_deliveries
 from caseloop_supervision.domain.clocks import CLOCK_DECISIONS, ClockRules, reconcile_clocks
 from caseloop_supervision.domain.decisions import close_with_original
@@ -22,12 +22,43 @@ from caseloop_supervision.domain.feedback import FeedbackPolicy, FeedbackRequest
 from caseloop_supervision.domain.model import FeedbackState, SupervisedCase
 
 
+class SupervisionReads(Protocol):
+    """What supervision's handlers, commands and timers read besides the streams: its projections
+    (the region modes, the links between cases, the case list) and its feedback deliveries, as they
+    were last written. ``adapters.store.SupervisionStore`` answers in SQL, ``adapters.memory`` from
+    an in-memory store's rows."""
+
+    async def regions_in_emergency_mode(self) -> frozenset[str]:
+        """The towns (and the district) in emergency mode; another process's switch may show a moment late."""
+
+    def forget_region_modes(self) -> None:
+        """This process switched a region's mode: the next ``regions_in_emergency_mode`` reads it."""
+
+    async def followers_of(self, case_id: UUID) -> list[UUID]:
+        """The cases still linked to this one (its duplicates, the cases merged into it), by id."""
+
+    async def due_for_notices(self, now: datetime, limit: int) -> list[UUID]:
+        """Cases whose running clock reached its next escalation rung by ``now``, the earliest first."""
+
+    async def awaiting_evaluation_since(self, before: datetime, limit: int) -> list[UUID]:
+        """Verified cases waiting for the citizen's evaluation since before ``before``, the longest first."""
+
+    async def open_cases_in(self, town_code: str | None) -> list[UUID]:
+        """The cases of a town (of the district: ``None``) that have not left the loop, by id."""
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Feedback deliveries to attempt now (pending or retrying), the longest due first."""
+
+    async def delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        """A feedback delivery's row as last written, to tell an attempt recorded meanwhile."""
+
+
 @dataclass(frozen=True)
 class SupervisionDeps:
     """What supervision's handlers use besides their unit of work; built once, in app.py."""
 
     rules: ClockRules
-    store: SupervisionStore
+    store: SupervisionReads
     evaluation_window: timedelta = timedelta(hours=72)
     feedback_policy: FeedbackPolicy = field(default_factory=FeedbackPolicy)
 

@@ -62,12 +62,14 @@ async def deliver_due_feedback(handle: Handle, deps: SupervisionDeps, clock: Clo
     due = await deps.store.due_deliveries(clock.now(), BATCH_SIZE)
     slots = asyncio.Semaphore(CONCURRENT_DELIVERIES)
 
-    async def deliver(row: Any) -> bool:
+    async def deliver(row: dict[str, Any]) -> bool:
         async with slots:
             try:
-                return await _deliver(handle, http, dict(row._mapping))
+                return await _deliver(handle, http, row)
             except Exception:
-                log.exception("feedback delivery %s failed to be recorded; the next round tries again", row.delivery_id)
+                log.exception(
+                    "feedback delivery %s failed to be recorded; the next round tries again", row["delivery_id"]
+                )
                 return False
 
     recorded = await asyncio.gather(*(deliver(row) for row in due))
