@@ -47,8 +47,11 @@ class Lived:
 
 
 def caseloop(stack: LocalStack, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """The operator's command line, with the environment the services of this stack have."""
-    env = {**os.environ, **stack.broker_environment(), "CASELOOP_DATA_DIR": str(stack.data_dir)}
+    """The operator's command line, with what stands in for `make run`'s defaults (this stack's broker,
+    data folder and ports) and nothing more: no CASELOOP_PROFILE, which the test fixtures export for
+    the services, since next to `make run` the verbs must need no exported setting."""
+    inherited = {name: value for name, value in os.environ.items() if name != "CASELOOP_PROFILE"}
+    env = {**inherited, **stack.broker_environment(), "CASELOOP_DATA_DIR": str(stack.data_dir)}
     for name, service in stack.services.items():
         env[f"{name.upper()}_PORT"] = str(service.port)
     return subprocess.run([CASELOOP, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -23,7 +24,11 @@ import httpx
 import typer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 from sqlalchemy.exc import SQLAlchemyError
+
+# Typer parses the command line with its own copy of click: its errors are these classes.
+from typer._click import exceptions as click
 
 from caseloop_deploy.compare import compare_projections
 from caseloop_deploy.databases import (
@@ -56,6 +61,7 @@ app = typer.Typer(
     "republish of a lost topic, dead letters.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 deadletter_app = typer.Typer(help="Inspect and re-drive dead-lettered messages.", no_args_is_help=True)
 app.add_typer(deadletter_app, name="deadletter")
@@ -159,10 +165,36 @@ def _position(value: str | None, option: str) -> Position:
 
 
 def _live_url(spec: ServiceSpec) -> str:
-    try:
-        return spec.settings().resolved_database_url
-    except ValidationError as error:
-        _fail(f"{spec.name}'s settings are invalid: {error}")
+    return spec.settings().resolved_database_url
+
+
+def describe_invalid_settings(error: ValidationError) -> str:
+    """One line naming each environment variable whose value the settings refused, and why."""
+    settings_classes: dict[str, type[BaseSettings]] = {KafkaSettings.__name__: KafkaSettings}
+    for name in SERVICE_NAMES:
+        service_settings = service_spec(name).settings_class
+        settings_classes[service_settings.__name__] = service_settings
+    settings_class = settings_classes.get(error.title)
+    problems = []
+    for problem in error.errors():
+        variable = _variable_of(settings_class, str(problem["loc"][0])) if problem["loc"] else error.title
+        given = f"={problem['input']!r}" if isinstance(problem.get("input"), str | int | float) else ""
+        problems.append(f"{variable}{given}: {problem['msg']}")
+    return "invalid setting " + "; ".join(problems)
+
+
+def _variable_of(settings_class: type[BaseSettings] | None, field_name: str) -> str:
+    """The environment variable a settings field is read from (its alias, else prefix + name)."""
+    if settings_class is None:
+        return field_name.upper()
+    aliases = {str(field.validation_alias) for field in settings_class.model_fields.values() if field.validation_alias}
+    if field_name in aliases:  # pydantic names a field read by its alias by the alias
+        return field_name.upper()
+    field = settings_class.model_fields.get(field_name)
+    if field is not None and isinstance(field.validation_alias, str):
+        return field.validation_alias.upper()
+    prefix = str(settings_class.model_config.get("env_prefix") or "")
+    return f"{prefix}{field_name}".upper()
 
 
 # --------------------------------------------------------------------------------------- timeline
@@ -387,8 +419,33 @@ def deadletter_retry(
     typer.echo(f"dead letter {letter_id} sent again to {where}")
 
 
-def main() -> None:
-    app()
+def main(args: Sequence[str] | None = None) -> None:
+    """Run a verb. A bad argument, an invalid setting or an unreachable part is one line on stderr
+    and exit status 2 (an answer refused on the way, ``--yes`` not given: 1), never a traceback."""
+    # aiokafka logs each failed connection attempt; the verb says in one line what it could not reach.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    command = typer.main.get_command(app)
+    try:
+        status = command.main(args=args, prog_name="caseloop", standalone_mode=False)
+    except click.NoArgsIsHelpError as error:
+        typer.echo(error.format_message())
+        status = 2
+    except click.UsageError as error:
+        verb = error.ctx.command_path if error.ctx is not None else "caseloop"
+        # click lays some messages out on several lines (the choices of an option): one line here.
+        message = " ".join(error.format_message().split())
+        typer.echo(f"caseloop: {message} (see `{verb} --help`)", err=True)
+        status = 2
+    except click.ClickException as error:
+        typer.echo(f"caseloop: {error.format_message()}", err=True)
+        status = error.exit_code
+    except typer.Abort:
+        typer.echo("caseloop: aborted", err=True)
+        status = 1
+    except ValidationError as error:
+        typer.echo(f"caseloop: {describe_invalid_settings(error)}", err=True)
+        status = 2
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 # ----------------------------------------------------------------------------- API keys
