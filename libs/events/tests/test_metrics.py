@@ -4,7 +4,7 @@ real broker and real databases (SQLite, then PostgreSQL)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,11 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from caseloop_events.contracts.clock import ManualClock, SystemClock
 from caseloop_events.contracts.envelope import Producer
 from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.metrics import ServiceMetrics
 from caseloop_events.runtime.readiness import Readiness
 from caseloop_events.runtime.service import Service, compose
 from caseloop_events.runtime.unit_of_work import Checkpoint
@@ -252,3 +254,18 @@ async def test_readiness_is_checked_once_per_moment_however_many_probes_ask() ->
         "failed": ["broker"],
     }
     assert later == first[0]
+
+
+async def test_a_collector_that_fails_leaves_out_its_own_figures_only() -> None:
+    metrics = ServiceMetrics()
+
+    async def database_away() -> Iterable[Metric]:
+        raise ConnectionRefusedError("the database is away")
+
+    async def backlog() -> Iterable[Metric]:
+        return [GaugeMetricFamily("caseloop_outbox_unpublished_events", "backlog", value=3)]
+
+    metrics.read_at_scrape(database_away, backlog)
+    scraped = samples((await metrics.exposition()).decode())
+
+    assert value(scraped, "caseloop_outbox_unpublished_events") == 3

@@ -50,6 +50,10 @@ MetricsCollector = Callable[[], Awaitable[Iterable[Metric]]]
 #: The route label of a request no route matched (a 404 of any path is one series, not one per path).
 UNMATCHED_ROUTE = "<unmatched>"
 
+#: How long one scrape-time collector may take: Prometheus gives a whole scrape 10 s by default, and a
+#: database that is away is often not refused but silent.
+READ_WITHIN = 3.0
+
 #: Who may read ``/metrics``: the operators and the monitoring system's own role.
 MetricsReader = Annotated[Principal, Depends(admits(Role.OPERATOR, Role.MONITOR))]
 
@@ -95,14 +99,16 @@ class ServiceMetrics:
             self.events_handled.labels(event_type).inc()
 
     async def exposition(self) -> bytes:
-        """Every metric in Prometheus's text format. A collector that fails (the database is away)
-        leaves its families out of this scrape, and the others are shown: the scrape still tells
-        what it can, and the absent series are what an alert on them notices."""
+        """Every metric in Prometheus's text format. A collector that fails or does not answer within
+        ``READ_WITHIN`` seconds (the database is away) leaves its families out of this scrape, and
+        the others are shown: the scrape still tells what it can, and the absent series are what an
+        alert on them notices."""
         async with self._scraping:
             families: list[Metric] = []
             for collector in self._collectors:
                 try:
-                    families.extend(await collector())
+                    async with asyncio.timeout(READ_WITHIN):
+                        families.extend(await collector())
                 except Exception:
                     log.warning("a metrics collector failed; its figures are left out of this scrape", exc_info=True)
             self._read_at_scrape.families = families
