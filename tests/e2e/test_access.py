@@ -53,9 +53,12 @@ CALLERS: dict[str, tuple[str, dict[str, str]]] = {
     "supervisor_other_town": ("jwt", {"role": "supervisor", "region_code": "{other_town}"}),
     "operator": ("key", {"role": "operator"}),
     "auditor": ("key", {"role": "auditor"}),
+    "monitor": ("key", {"role": "monitor"}),
 }
 EVERYONE = frozenset(CALLERS)
 SUPERVISORS = frozenset({"supervisor", "supervisor_town", "supervisor_other_town"})
+#: Who reads a service's Prometheus metrics.
+METRICS_READERS = frozenset({"operator", "monitor"})
 CASE_SUPERVISORS = frozenset({"supervisor", "supervisor_town"})
 
 
@@ -98,6 +101,8 @@ def the_routes(w: World) -> list[Route]:
     round_ = {"grid_code": w.grid, "worker_id": "gw-1", "screened_on": "2026-11-27", "hazards": [hazard]}
     audit = "/v1/audit/personal-data-reads"
     return [
+        # every service's Prometheus scrape (not in the OpenAPI documents: not part of the API)
+        *(Route(service, "GET", "/metrics", METRICS_READERS) for service in SERVICES),
         # intake
         Route("intake", "POST", "/v1/cases", frozenset({"source_own"}), body=report),
         Route("intake", "POST", "/v1/screenings", frozenset({"grid_app"}), body=round_),
@@ -281,7 +286,7 @@ async def test_the_matrix_covers_every_route_each_service_documents(world: World
     assert not uncovered, uncovered
 
 
-async def test_no_credentials_or_bad_ones_get_401_on_every_route_and_health_stays_open(world: World) -> None:
+async def test_no_credentials_or_bad_ones_get_401_on_every_route_and_the_probes_stay_open(world: World) -> None:
     expired = {"Authorization": "Bearer " + jwt.encode({"sub": "x", "role": "supervisor", "exp": 1}, "k" * 32, "HS256")}
     async with httpx.AsyncClient(timeout=30.0) as client:
         for route in the_routes(world):
@@ -295,6 +300,7 @@ async def test_no_credentials_or_bad_ones_get_401_on_every_route_and_health_stay
                 assert "WWW-Authenticate" in response.headers
         for service in SERVICES:
             assert (await client.get(f"{getattr(world.api, service)}/healthz")).status_code == 200
+            assert (await client.get(f"{getattr(world.api, service)}/readyz")).status_code == 200
 
 
 async def test_tokens_of_another_issuer_or_audience_are_refused(world: World, credentials: Any) -> None:

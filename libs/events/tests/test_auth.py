@@ -180,6 +180,7 @@ def test_development_keys_name_the_role_and_its_scope() -> None:
     supervisor = development_principal("dev:supervisor:330110001")
     assert supervisor is not None
     assert supervisor.region_code == "330110001"
+    assert development_principal("dev:monitor") == Principal(subject="dev:monitor", role=Role.MONITOR)
     assert development_principal("dev:unit") is None, "a unit key names its unit"
     assert development_principal("clk_abc") is None
 

@@ -57,6 +57,7 @@ from caseloop_supervision.domain.clocks import ClockRules, DecideExtension, Urge
 from caseloop_supervision.domain.decisions import EvaluateHandling, VerifyResult
 from caseloop_supervision.domain.model import CASES, SupervisedCase
 from caseloop_supervision.entrypoints.http import case_router, region_router, report_router
+from caseloop_supervision.entrypoints.metrics import cases_by_town
 from caseloop_supervision.service_layer import commands, timers
 from caseloop_supervision.service_layer.projection import project
 from caseloop_supervision.service_layer.supervising import SupervisionDeps, supervise
@@ -168,6 +169,7 @@ SUPERVISION = ServiceDefinition[SupervisionSettings, SupervisionDeps, Supervised
     routers=[case_router, region_router, report_router, audit_router()],
     dependencies=dependencies,
     jobs=jobs,
+    collectors=lambda service: [cases_by_town(service.deps.store, service.clock, service.reference)],
 )
 
 

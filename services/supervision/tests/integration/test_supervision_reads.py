@@ -18,7 +18,7 @@ from caseloop_events.runtime.database import Database
 from caseloop_events.runtime.unit_of_work import Changes
 from caseloop_events.testing.fakes import InMemoryStore
 from caseloop_supervision.adapters.memory import InMemorySupervisionStore
-from caseloop_supervision.adapters.store import SupervisionStore
+from caseloop_supervision.adapters.store import SupervisionStore, TownCaseCounts
 from caseloop_supervision.adapters.tables import case_links, cases, feedback_deliveries, region_modes, runtime_tables
 from caseloop_supervision.domain.model import SupervisedCase
 from caseloop_supervision.service_layer.supervising import SupervisionReads
@@ -63,6 +63,8 @@ def case_row(
     *,
     next_notice_at: datetime | None = None,
     awaiting_evaluation_since: datetime | None = None,
+    due_at: datetime | None = None,
+    notice_level: str | None = None,
 ) -> dict[str, Any]:
     return {
         "case_id": str(case(n)),
@@ -84,9 +86,9 @@ def case_row(
         "accepted_at": NOW - timedelta(days=5),
         "awaiting_evaluation_since": awaiting_evaluation_since,
         "closed_at": None,
-        "due_at": None,
+        "due_at": due_at,
         "notice_rung": None,
-        "notice_level": None,
+        "notice_level": notice_level,
         "next_notice_at": next_notice_at,
         "sla_profile": "normal",
         "updated_at": NOW,
@@ -119,21 +121,34 @@ REGION_MODES = [
 ]
 CASE_LINKS = [link(12, 1), link(11, 1), link(13, 1, active=False), link(14, 2)]
 CASES = [
-    case_row(1, "acknowledged", next_notice_at=NOW - timedelta(hours=1)),
-    case_row(2, "assigned", next_notice_at=NOW - timedelta(hours=2)),
-    case_row(3, "acknowledged", OTHER_TOWN, next_notice_at=NOW - timedelta(hours=1)),
-    case_row(4, "acknowledged", next_notice_at=NOW + timedelta(hours=1)),
+    case_row(1, "acknowledged", next_notice_at=NOW - timedelta(hours=1), due_at=NOW - timedelta(hours=1)),
+    case_row(2, "assigned", next_notice_at=NOW - timedelta(hours=2), due_at=NOW + timedelta(hours=1)),
+    case_row(
+        3,
+        "acknowledged",
+        OTHER_TOWN,
+        next_notice_at=NOW - timedelta(hours=1),
+        due_at=NOW - timedelta(hours=30),
+        notice_level="district",
+    ),
+    case_row(4, "acknowledged", next_notice_at=NOW + timedelta(hours=1), notice_level="town"),
     case_row(5, "verified", awaiting_evaluation_since=NOW - timedelta(hours=80)),
     case_row(6, "verified", OTHER_TOWN, awaiting_evaluation_since=NOW - timedelta(hours=100)),
     case_row(7, "verified", awaiting_evaluation_since=NOW - timedelta(hours=1)),
-    case_row(8, "closed", awaiting_evaluation_since=NOW - timedelta(hours=90)),
+    case_row(
+        8,
+        "closed",
+        awaiting_evaluation_since=NOW - timedelta(hours=90),
+        due_at=NOW - timedelta(days=3),
+        notice_level="district",
+    ),
     case_row(9, "rejected"),
     case_row(10, "duplicate"),
     case_row(11, "merged"),
     case_row(12, "returned"),
     case_row(13, "unknown", None),
-    case_row(14, "reopened", None),
-    case_row(15, "accepted", next_notice_at=NOW),
+    case_row(14, "reopened", None, notice_level="village"),
+    case_row(15, "accepted", next_notice_at=NOW, due_at=NOW),
 ]
 DELIVERIES = {
     n: delivery_row(n, state, at, attempts)
@@ -183,6 +198,16 @@ QUESTIONS: dict[str, tuple[Question, object]] = {
     "due deliveries, limited": (lambda r: r.due_deliveries(NOW, 2), [DELIVERIES[2], DELIVERIES[1]]),
     "a delivery": (lambda r: r.delivery(delivery(3)), DELIVERIES[3]),
     "a delivery that is not there": (lambda r: r.delivery(delivery(99)), None),
+    # Past its deadline strictly (case 15 is due this very moment); escalated: a notice to the town
+    # or the district, not the village; a closed case counts for nothing, however late it was.
+    "open, overdue and escalated cases by town, the cases of no town first": (
+        lambda r: r.case_counts_by_town(NOW),
+        [
+            TownCaseCounts(None, open=2, overdue=0, escalated=0),
+            TownCaseCounts(TOWN, open=7, overdue=1, escalated=1),
+            TownCaseCounts(OTHER_TOWN, open=2, overdue=1, escalated=1),
+        ],
+    ),
 }
 
 

@@ -1,6 +1,6 @@
 """Who is calling, and what they may do: API keys, bearer JWTs, roles scoped by region.
 
-Every request but ``/healthz`` carries credentials:
+Every request but the probes' ``/healthz`` and ``/readyz`` carries credentials:
 
 - ``X-API-Key``: a key of a calling system. Configuration holds only its SHA-256 (a JSON file,
   ``CASELOOP_API_KEYS_FILE``, re-read when it changes, so a key is rotated by adding the new one,
@@ -49,6 +49,8 @@ class Role(StrEnum):
     SUPERVISOR = "supervisor"
     OPERATOR = "operator"
     AUDITOR = "auditor"
+    #: The monitoring system (Prometheus): reads ``/metrics`` and nothing else.
+    MONITOR = "monitor"
 
 
 class NotAuthenticated(Exception):

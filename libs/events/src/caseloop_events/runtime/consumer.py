@@ -453,6 +453,14 @@ class EventConsumer:
                 total += max(highwater - position, 0)
         return total
 
+    def end_offsets(self) -> dict[TopicPartition, int]:
+        """Each assigned partition's end offset as the last fetch answer gave it (its high watermark:
+        right on every broker, where Tansu's ListOffsets is not); a partition not fetched yet is left out."""
+        if self._consumer is None:
+            return {}
+        ends = {tp: self._consumer.highwater(tp) for tp in self.positions}
+        return {tp: end for tp, end in ends.items() if end is not None}
+
     async def _send_to_deadletter(self, record: ConsumerRecord[bytes, bytes], tp: TopicPartition, error: str) -> None:
         """Publish the raw record with the error and its origin; acknowledged before we move on."""
         log.error("dead-lettering %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, error)

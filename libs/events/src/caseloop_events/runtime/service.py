@@ -47,7 +47,15 @@ from caseloop_events.runtime.http import (
     install_error_handlers,
 )
 from caseloop_events.runtime.kafka import BrokerRequests, KafkaSettings
+from caseloop_events.runtime.metrics import (
+    MetricsCollector,
+    RequestDurations,
+    ServiceMetrics,
+    metrics_router,
+    runtime_collectors,
+)
 from caseloop_events.runtime.outbox import OutboxRelay
+from caseloop_events.runtime.readiness import Readiness, readiness_router
 from caseloop_events.runtime.storage import DEFAULT_POOL_SIZE, RuntimeTables, ping
 from caseloop_events.runtime.streams import Stream, StreamCache
 from caseloop_events.runtime.topics import ensure_topics
@@ -183,6 +191,10 @@ class ServiceDefinition(Generic[Settings, Deps, State]):
     dependencies: Callable[[Wiring[Settings]], Deps]
     #: The background jobs, built once the service is composed.
     jobs: Callable[[Service[Settings, Deps, State]], Mapping[str, Job]] = field(default=lambda _service: {})
+    #: What the service shows on ``/metrics`` besides the runtime's figures (read at each scrape).
+    collectors: Callable[[Service[Settings, Deps, State]], Sequence[MetricsCollector]] = field(
+        default=lambda _service: ()
+    )
 
     @property
     def event_types(self) -> frozenset[str]:
@@ -235,6 +247,8 @@ class Service(Generic[Settings, Deps, State]):
         self.consumer: EventConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.metrics = ServiceMetrics()
+        self.metrics.read_at_scrape(*runtime_collectors(self), *definition.collectors(self))
 
     # --- topics ------------------------------------------------------------------------------
 
@@ -290,10 +304,12 @@ class Service(Generic[Settings, Deps, State]):
         """A consumer's poll: every event recorded in its stream and handed to its handler, the
         changed streams projected, all written with the checkpoints in one unit of work."""
         uow = self.unit_of_work()
-        handled = await react(self.definition, uow, events)
+        handled_types: list[str] = []
+        handled = await react(self.definition, uow, events, handled_types)
         for checkpoint in checkpoints:
             uow.put_checkpoint(checkpoint)
         await self.commit(uow)
+        self.metrics.count_handled(handled_types)
         return Handled(handled, len(events) - handled)
 
     async def rebuild(
@@ -401,6 +417,18 @@ class Service(Generic[Settings, Deps, State]):
                     await failed.stop()
         return producer
 
+    async def database_answers(self) -> None:
+        """``SELECT 1`` on the service's database (``/readyz``); raises when it does not answer."""
+        async with self.database.reading() as session:
+            await ping(session)
+
+    async def broker_answers(self) -> None:
+        """A metadata request to the broker on the producer's connections (``/readyz``); raises when
+        no broker answers, or while the producer has not connected yet."""
+        if self._producer is None:
+            raise KafkaConnectionError("the producer has not connected to the broker yet")
+        await self._producer.client.fetch_all_metadata()
+
     async def health(self) -> dict[str, Any]:
         """Status of the database, the relay and the consumer, for ``GET /healthz``."""
         report: dict[str, Any] = {"service": self.name, "status": "ok"}
@@ -473,10 +501,14 @@ async def run_command(
 
 
 async def react(
-    definition: ServiceDefinition[Any, Deps, State], uow: UnitOfWork[Deps, State], events: Sequence[Incoming]
+    definition: ServiceDefinition[Any, Deps, State],
+    uow: UnitOfWork[Deps, State],
+    events: Sequence[Incoming],
+    handled_types: list[str] | None = None,
 ) -> int:
     """Record each event in its stream and hand it to its handler (none for an event its stream holds
-    already); returns how many were handled. A handler that raises raises ``HandlerFailed``."""
+    already); returns how many were handled, and notes their types in ``handled_types``. A handler
+    that raises raises ``HandlerFailed``."""
     await uow.load(*(incoming.event.case_id for incoming in events))
     handlers = definition.handlers_by_type
     handled = 0
@@ -485,6 +517,8 @@ async def react(
         if not uow.record(event, incoming.stored):
             continue
         handled += 1
+        if handled_types is not None:
+            handled_types.append(event.type)
         try:
             await handlers[event.type](event, uow)
         except Exception as error:
@@ -543,8 +577,9 @@ def compose(
     dependencies: Deps | None = None,
 ) -> FastAPI:
     """The service's FastAPI app, its ``Service`` in ``app.state.service`` and as lifespan: problem+json
-    errors, a body size limit, ``/healthz`` open to probes, and its routers behind credentials and
-    the per-client rate limit. ``dependencies`` replaces what the definition would build (tests)."""
+    errors, a body size limit, ``/healthz`` and ``/readyz`` open to probes, ``/metrics`` for the
+    operator and monitor roles, and its routers behind credentials and the per-client rate limit.
+    ``dependencies`` replaces what the definition would build (tests)."""
     settings = settings if settings is not None else definition.settings()
     service = Service(
         definition, settings, kafka or KafkaSettings(), clock or clock_from_environment(), dependencies=dependencies
@@ -557,11 +592,16 @@ def compose(
         responses=PROBLEM_RESPONSES,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestDurations, histogram=service.metrics.request_duration)
     app.state.service = service
     app.state.authenticator = settings.authenticator()
     app.state.rate_limiter = settings.rate_limiter()
     install_error_handlers(app)
     app.include_router(health_router(service.health))
+    app.include_router(
+        readiness_router(Readiness({"database": service.database_answers, "broker": service.broker_answers}))
+    )
+    app.include_router(metrics_router(service.metrics))
     for router in definition.routers:
         app.include_router(router, dependencies=[Depends(authenticated)], responses=COMMON_RESPONSES)
     return app

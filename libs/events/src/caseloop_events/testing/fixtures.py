@@ -40,7 +40,8 @@ _UNIT_INBOX = re.compile(r"/v1/units/([^/]+)/cases$")
 
 def development_key_for(method: str, path: str, body: dict[str, object]) -> str:
     """The development key of who would send this request in real use: the source system it
-    reports for, the unit that acts, a triage officer for judgments, else a district supervisor."""
+    reports for, the unit that acts, a triage officer for judgments, the monitoring system for
+    metrics, else a district supervisor."""
     if method == "POST" and path.endswith("/v1/cases"):
         return f"dev:source_system:{body.get('source_system', '')}"
     if method == "POST" and path.endswith("/v1/screenings"):
@@ -53,6 +54,8 @@ def development_key_for(method: str, path: str, body: dict[str, object]) -> str:
         return "dev:triage_officer"
     if path.startswith("/v1/audit/"):
         return "dev:auditor"
+    if path.endswith("/metrics"):
+        return "dev:monitor"
     return "dev:supervisor"
 
 

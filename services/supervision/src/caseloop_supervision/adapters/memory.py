@@ -21,7 +21,15 @@ from uuid import UUID
 
 from sqlalchemy import Table
 
-from caseloop_supervision.adapters.store import AWAITING_EVALUATION, DUE_STATES, IN_EMERGENCY, LEFT_THE_LOOP
+from caseloop_supervision.adapters.store import (
+    AWAITING_EVALUATION,
+    DUE_STATES,
+    ESCALATED_LEVELS,
+    IN_EMERGENCY,
+    LEFT_THE_LOOP,
+    TownCaseCounts,
+    by_town,
+)
 from caseloop_supervision.adapters.tables import case_links, cases, feedback_deliveries, region_modes
 
 
@@ -77,6 +85,23 @@ class InMemorySupervisionStore:
             if (town_code is None or row["town_code"] == town_code) and row["status"] not in LEFT_THE_LOOP
         ]
         return [UUID(case_id) for case_id in sorted(found)]
+
+    async def case_counts_by_town(self, now: datetime) -> list[TownCaseCounts]:
+        towns: dict[str | None, list[Mapping[str, Any]]] = {}
+        for row in self._store.rows(cases):
+            if row["status"] not in LEFT_THE_LOOP:
+                towns.setdefault(row["town_code"], []).append(row)
+        return by_town(
+            [
+                TownCaseCounts(
+                    town_code,
+                    open=len(rows),
+                    overdue=sum(1 for row in rows if row["due_at"] is not None and row["due_at"] < now),
+                    escalated=sum(1 for row in rows if row["notice_level"] in ESCALATED_LEVELS),
+                )
+                for town_code, rows in towns.items()
+            ]
+        )
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         due = [

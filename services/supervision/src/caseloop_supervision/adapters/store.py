@@ -6,13 +6,15 @@ adapter (``adapters.memory``) filters with the constants below, so the two mean 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
 from caseloop_events.contracts.common import CaseStatus
+from caseloop_events.contracts.reference import HIERARCHY_LEVELS
 from caseloop_events.contracts.supervision import RegionMode
 from caseloop_events.runtime.database import Database
 from caseloop_supervision.adapters.tables import case_links, cases, feedback_deliveries, region_modes
@@ -34,6 +36,26 @@ AWAITING_EVALUATION = CaseStatus.VERIFIED.value
 
 #: Delivery states a timer round attempts.
 DUE_STATES = (FeedbackState.PENDING.value, FeedbackState.RETRYING.value)
+
+#: The levels a notice is escalated to when it goes over the grid and the village (黄牌 to the
+#: town, 红牌 to the district, as the escalation ladder names them): what counts a case as escalated.
+ESCALATED_LEVELS = HIERARCHY_LEVELS[HIERARCHY_LEVELS.index("town") :]
+
+
+@dataclass(frozen=True)
+class TownCaseCounts:
+    """A town's cases still in the loop, those whose counting clock is past its deadline, and those
+    whose supervision notice went up to the town or the district — what a command centre watches."""
+
+    town_code: str | None
+    open: int
+    overdue: int
+    escalated: int
+
+
+def by_town(counts: list[TownCaseCounts]) -> list[TownCaseCounts]:
+    """The counts in town order, the cases located in no town first."""
+    return sorted(counts, key=lambda c: (c.town_code is not None, c.town_code or ""))
 
 
 class SupervisionStore:
@@ -94,6 +116,18 @@ class SupervisionStore:
         return await self._case_ids(
             select(cases.c.case_id).where(*in_region, cases.c.status.not_in(LEFT_THE_LOOP)).order_by(cases.c.case_id)
         )
+
+    async def case_counts_by_town(self, now: datetime) -> list[TownCaseCounts]:
+        """Open, overdue and escalated cases of each town that has an open case: one grouped query."""
+        overdue = func.sum(case((cases.c.due_at < now, 1), else_=0))
+        escalated = func.sum(case((cases.c.notice_level.in_(ESCALATED_LEVELS), 1), else_=0))
+        async with self._database.reading() as session:
+            rows = await session.execute(
+                select(cases.c.town_code, func.count(), overdue, escalated)
+                .where(cases.c.status.not_in(LEFT_THE_LOOP))
+                .group_by(cases.c.town_code)
+            )
+            return by_town([TownCaseCounts(town, int(n), int(o or 0), int(e or 0)) for town, n, o, e in rows])
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         """Feedback deliveries to attempt now, the longest due first."""

@@ -15,6 +15,7 @@ from caseloop_events.contracts.envelope import Envelope
 from caseloop_events.contracts.intake import CaseLinkedAsDuplicate, CasesMerged
 from caseloop_events.contracts.supervision import CaseClosed
 from caseloop_events.runtime.unit_of_work import UnitOfWork
+from caseloop_supervision.adapters.store import TownCaseCounts
 from caseloop_supervision.adapters.tables import case_links, feedback_deliveries
 from caseloop_supervision.domain.clocks import CLOCK_DECISIONS, ClockRules, reconcile_clocks
 from caseloop_supervision.domain.decisions import close_with_original
@@ -48,6 +49,10 @@ class SupervisionReads(Protocol):
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         """Feedback deliveries to attempt now (pending or retrying), the longest due first."""
+
+    async def case_counts_by_town(self, now: datetime) -> list[TownCaseCounts]:
+        """Each town's open cases, those overdue at ``now`` and those escalated (``/metrics``), in
+        town order; the cases of no town first."""
 
     async def delivery(self, delivery_id: str) -> dict[str, Any] | None:
         """A feedback delivery's row as last written, to tell an attempt recorded meanwhile."""
