@@ -68,7 +68,11 @@ HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
         "format": "date-time",
         "description": "CloudEvents time (RFC 3339, UTC): the envelope's occurred_at",
     },
-    "ce_subject": {**UUID_STRING, "description": "CloudEvents subject: the case id (also the record's key)"},
+    "ce_subject": {
+        **UUID_STRING,
+        "description": "CloudEvents subject: the case id (also the record's key; a region's stream id for "
+        "region.mode_switched)",
+    },
     "content-type": {
         "const": EVENT_CONTENT_TYPE,
         "description": "CloudEvents datacontenttype: the value is the whole envelope as JSON",
@@ -202,7 +206,11 @@ def _message(payload_class: type[EventPayload], sample: Envelope) -> dict[str, A
         "payload": _ref("components", "schemas", message_id(payload_class)),
         "bindings": {
             "kafka": {
-                "key": {**UUID_STRING, "description": "the case id: all of a case's events share a partition"},
+                "key": {
+                    **UUID_STRING,
+                    "description": "the case id (a region's stream id for region.mode_switched): all of a case's "
+                    "events share a partition",
+                },
                 "bindingVersion": KAFKA_BINDING_VERSION,
             }
         },
