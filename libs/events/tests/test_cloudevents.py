@@ -40,7 +40,10 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 def golden_samples() -> list[Envelope]:
     """One event of every event type and version: the golden samples."""
     samples = [Envelope.model_validate_json(path.read_text()) for path in sorted(GOLDEN.glob("*.json"))]
-    assert {(e.type, e.schema_version) for e in samples} == set(registered_payloads()), "a sample of every type"
+    contracts = {
+        key for key, c in registered_payloads().items() if c.__module__.startswith("caseloop_events.contracts.")
+    }
+    assert {(e.type, e.schema_version) for e in samples} == contracts, "a sample of every type"
     return samples
 
 
