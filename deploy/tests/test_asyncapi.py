@@ -152,6 +152,7 @@ def test_every_event_type_is_a_message_with_its_payload_headers_and_key(document
         assert envelope["properties"]["type"] == {"const": event_type}
         assert envelope["properties"]["schema_version"] == {"const": version}
         assert resolve(document, envelope["properties"]["payload"]["$ref"]) is schemas[payload_class.__name__]
+        assert message["headers"]["type"] == "object"
         assert message["headers"]["allOf"][0] == {"$ref": f"#/components/schemas/{CLOUDEVENTS_HEADERS}"}
         assert message["bindings"]["kafka"]["key"]["format"] == "uuid"
 

@@ -191,6 +191,7 @@ def _envelope_schema(payload_class: type[EventPayload], schemas: dict[str, Any])
 
 def _message(payload_class: type[EventPayload], sample: Envelope) -> dict[str, Any]:
     headers = {
+        "type": "object",  # AsyncAPI: a message's headers MUST be an object
         "allOf": [
             _ref("components", "schemas", CLOUDEVENTS_HEADERS),
             {
