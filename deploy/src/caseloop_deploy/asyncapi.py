@@ -202,7 +202,7 @@ def _message(payload_class: type[EventPayload], sample: Envelope) -> dict[str, A
                     "ce_schemaversion": {"const": str(payload_class.schema_version)},
                 },
             },
-        ]
+        ],
     }
     message: dict[str, Any] = {
         "name": payload_class.event_type,
