@@ -7,7 +7,7 @@ PACKAGES := libs/events services/intake services/triage services/dispatch servic
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast fmt lint typecheck schemas bench clean
+.PHONY: help install run test test-fast fmt lint typecheck schemas asyncapi bench clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ typecheck: install ## mypy --strict
 
 schemas: install ## export the JSON Schema of every event type and refresh the golden samples
 	$(BIN)/python -m caseloop_events.contracts.schema --schemas libs/events/schemas --samples libs/events/golden
+
+asyncapi: install ## write docs/asyncapi.yaml, the AsyncAPI 3.0 document of the topics, from the event contracts
+	$(BIN)/python -m caseloop_deploy.asyncapi --output docs/asyncapi.yaml
 
 bench: install ## the benchmark: PostgreSQL and SQLite runs, bench-results/<time>/report.json and bench.png (BENCH_ARGS=--help)
 	$(BIN)/python -m caseloop_deploy.bench $(BENCH_ARGS)

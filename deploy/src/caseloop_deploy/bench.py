@@ -76,7 +76,7 @@ from caseloop_deploy.services import SERVICE_NAMES, service_spec
 from caseloop_deploy.stack import LocalStack
 from caseloop_events.contracts.envelope import Envelope, Producer
 from caseloop_events.runtime.consumer import FETCH_WINDOW_MS, FetchPacer, Incoming
-from caseloop_events.runtime.kafka import BrokerRequests, KafkaSettings
+from caseloop_events.runtime.kafka import BrokerRequests, KafkaSettings, record_event_type
 from caseloop_events.runtime.streams import StreamCache
 from caseloop_events.testing.broker import free_port
 
@@ -259,8 +259,7 @@ class LogTail:
                     self._observe(record, now)
 
     def _observe(self, record: Any, now: float) -> None:
-        headers = dict(record.headers or ())
-        event_type = headers.get("ce_type", b"").decode()
+        event_type = record_event_type(record)
         if event_type not in self.INTERESTING or record.key is None or record.value is None:
             return
         case_id = record.key.decode()

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from caseloop_deploy.databases import connected
 from caseloop_deploy.logread import BrokerUnreachable, Progress, log_reader, log_writer, partitions_of, read_all
 from caseloop_deploy.services import ServiceSpec
-from caseloop_events.runtime.kafka import KafkaSettings, stored_event_headers
+from caseloop_events.runtime.kafka import KafkaSettings, record_event_id, stored_event_headers
 from caseloop_events.runtime.storage import OUTBOX_TABLE
 from caseloop_events.runtime.topics import ensure_topics
 
@@ -96,19 +96,12 @@ async def republish_service(
 
 
 async def _event_ids_on(bootstrap_servers: str, topics: list[str], progress: Progress | None) -> set[str]:
-    """The ids of the events the topics hold now (from the ``ce_id`` header, else the body)."""
+    """The ids of the events the topics hold now (from the ``ce_id`` header, else the body: a record
+    written without headers counts too)."""
     ids: set[str] = set()
     async with log_reader(bootstrap_servers) as consumer:
         async for batch in read_all(consumer, await partitions_of(consumer, topics)):
-            for _tp, record in batch:
-                header = dict(record.headers or ()).get("ce_id")
-                if header is not None:
-                    ids.add(header.decode())
-                elif record.value:
-                    try:
-                        ids.add(str(json.loads(record.value).get("event_id")))
-                    except (json.JSONDecodeError, AttributeError):
-                        continue  # not an event: nothing of ours
+            ids.update(filter(None, (record_event_id(record) for _tp, record in batch)))
             if progress is not None:
                 progress(f"found {len(ids):,} events already on {', '.join(topics)}")
     return ids

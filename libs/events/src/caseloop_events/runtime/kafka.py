@@ -80,19 +80,48 @@ def event_key(event: Envelope) -> bytes:
     return str(event.case_id).encode()
 
 
+#: The CloudEvents version the headers follow (the Kafka protocol binding, binary content mode).
+CLOUDEVENTS_SPEC_VERSION = "1.0"
+#: The record's value is the whole envelope as JSON: the CloudEvent's data.
+EVENT_CONTENT_TYPE = "application/json"
+#: The plain W3C header that tracing libraries read, next to the CloudEvents extension.
+TRACEPARENT_HEADER = "traceparent"
+
+
+def event_source(producer: str) -> str:
+    """The CloudEvents ``source`` of the events a service produces, e.g. ``/caseloop/dispatch``."""
+    return f"/caseloop/{producer}"
+
+
 def event_headers(event: Envelope) -> list[tuple[str, bytes]]:
-    """Headers repeating type, version and correlation id, for tools that do not parse the body."""
+    """The record headers of an event: its CloudEvents attributes (see ``stored_event_headers``)."""
     return stored_event_headers(event.model_dump(mode="json"))
 
 
-def stored_event_headers(envelope: Mapping[str, Any]) -> list[tuple[str, bytes]]:
-    """The same headers from an envelope's JSON fields, without validating its payload."""
-    return [
-        ("ce_type", str(envelope["type"]).encode()),
-        ("ce_schema_version", str(envelope["schema_version"]).encode()),
-        ("ce_correlation_id", str(envelope["correlation_id"]).encode()),
-        ("ce_id", str(envelope["event_id"]).encode()),
+def stored_event_headers(envelope: Mapping[str, Any], *, traceparent: str | None = None) -> list[tuple[str, bytes]]:
+    """The record headers of an envelope given as its JSON fields (an outbox row, without validating
+    its payload): the CloudEvents 1.0 Kafka binding in binary content mode, so the CloudEvents SDK,
+    kcat or a Kafka Connect sink reads the topics without caseloop's code. The value stays the whole
+    envelope. caseloop's own attributes are extensions, named as CloudEvents requires (lowercase
+    letters and digits only: ``schemaversion``, not ``schema_version``); ``traceparent``, when the
+    event has a trace, also goes as the plain header tracing libraries read."""
+    headers = [
+        ("ce_specversion", CLOUDEVENTS_SPEC_VERSION),
+        ("ce_id", str(envelope["event_id"])),
+        ("ce_source", event_source(str(envelope["producer"]))),
+        ("ce_type", str(envelope["type"])),
+        # The envelope's JSON already writes it in RFC 3339 (pydantic: UTC as "…Z").
+        ("ce_time", str(envelope["occurred_at"])),
+        ("ce_subject", str(envelope["case_id"])),
+        ("content-type", EVENT_CONTENT_TYPE),
+        ("ce_schemaversion", str(envelope["schema_version"])),
+        ("ce_correlationid", str(envelope["correlation_id"])),
     ]
+    if envelope.get("causation_id") is not None:
+        headers.append(("ce_causationid", str(envelope["causation_id"])))
+    if traceparent is not None:
+        headers += [("ce_traceparent", traceparent), (TRACEPARENT_HEADER, traceparent)]
+    return [(name, value.encode()) for name, value in headers]
 
 
 def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
@@ -111,14 +140,15 @@ def _body_field(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
 
 
 def record_event_type(record: ConsumerRecord[bytes, bytes]) -> str | None:
-    """The event type a record carries: its ``ce_type`` header (the relay always sets it), else the
-    ``type`` its body names; None for anything else on the topic."""
+    """The event type a record carries: its ``ce_type`` header (every relay since the first has set
+    it, under this name), else the ``type`` its body names; None for anything else on the topic."""
     return _header(record, "ce_type") or _body_field(record, "type")
 
 
 def record_event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
-    """The event id a record carries, or None for anything else on the topic (a poison message
-    someone else wrote must not stop the relay's check)."""
+    """The event id a record carries: its ``ce_id`` header, else the ``event_id`` its body names (a
+    record written without headers); None for anything else on the topic (a poison message someone
+    else wrote must not stop the relay's check)."""
     found = _header(record, "ce_id") or _body_field(record, "event_id")
     if found is None:
         return None
