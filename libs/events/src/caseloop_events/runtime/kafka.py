@@ -85,14 +85,18 @@ def event_headers(event: Envelope) -> list[tuple[str, bytes]]:
     return stored_event_headers(event.model_dump(mode="json"))
 
 
-def stored_event_headers(envelope: Mapping[str, Any]) -> list[tuple[str, bytes]]:
-    """The same headers from an envelope's JSON fields, without validating its payload."""
-    return [
+def stored_event_headers(envelope: Mapping[str, Any], *, traceparent: str | None = None) -> list[tuple[str, bytes]]:
+    """The same headers from an envelope's JSON fields, without validating its payload; with the
+    W3C ``traceparent`` of the span that published it, when there is one (ADR 0018)."""
+    headers = [
         ("ce_type", str(envelope["type"]).encode()),
         ("ce_schema_version", str(envelope["schema_version"]).encode()),
         ("ce_correlation_id", str(envelope["correlation_id"]).encode()),
         ("ce_id", str(envelope["event_id"]).encode()),
     ]
+    if traceparent is not None:
+        headers.append(("traceparent", traceparent.encode()))
+    return headers
 
 
 def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
@@ -126,3 +130,9 @@ def record_event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
         return str(UUID(found))
     except ValueError:
         return None
+
+
+def record_traceparent(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The W3C trace context a record carries (its ``traceparent`` header, or the CloudEvents
+    extension ``ce_traceparent``), or None."""
+    return _header(record, "traceparent") or _header(record, "ce_traceparent")
