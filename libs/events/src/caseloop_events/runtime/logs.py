@@ -60,6 +60,17 @@ def _add_service(service_name: str) -> structlog.types.Processor:
     return add_service
 
 
+#: The fields a JSON line starts with, in this order; the context and the trace follow.
+FIRST_FIELDS = ("timestamp", "level", "service", "logger", "message")
+
+
+def _in_reading_order(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    return {
+        **{key: event_dict.pop(key) for key in FIRST_FIELDS if key in event_dict},
+        **event_dict,
+    }
+
+
 def log_processors(service_name: str) -> list[structlog.types.Processor]:
     """What every line gets, whoever logged it: time, level, logger, service, the context bound
     (case, correlation, event) and the trace."""
@@ -80,6 +91,7 @@ def log_formatter(service_name: str, log_format: LogFormat) -> structlog.stdlib.
         rendering = [
             structlog.processors.format_exc_info,
             structlog.processors.EventRenamer("message"),
+            _in_reading_order,
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ]
     else:
