@@ -30,7 +30,7 @@ from caseloop_events.runtime.logs import LogFormat, bound_to_event, log_format_f
 from caseloop_events.runtime.outbox import OutboxRelay
 from caseloop_events.runtime.serve import serve
 from caseloop_events.runtime.service import Service, ServiceSettings
-from caseloop_events.runtime.telemetry import TelemetrySettings, tracer_provider
+from caseloop_events.runtime.telemetry import TelemetrySettings, handling, tracer_provider
 from caseloop_events.testing.probe import Verify, an_acknowledgement
 
 OTEL_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -280,3 +280,19 @@ async def test_an_event_emitted_in_a_span_is_published_in_its_trace_from_the_dat
         assert publish.name == "publish case.verified", "the record names the span that published it"
         assert publish.parent is not None
         assert publish.parent.span_id == request.get_span_context().span_id, "a child of the span it was emitted in"
+
+
+def test_an_event_without_a_valid_traceparent_is_handled_in_a_trace_of_its_own(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    event = an_acknowledgement()
+
+    for traceparent in (None, "", "00-not-a-trace-01", "00-00000000000000000000000000000000-0000000000000000-01"):
+        with handling(provider.get_tracer("test"), event, traceparent):
+            pass
+
+    handled = exporter.get_finished_spans()
+    assert [span.name for span in handled] == ["handle case.acknowledged"] * 4
+    assert all(span.parent is None for span in handled), "no parent: a new trace each"
+    assert len({span.context.trace_id for span in handled if span.context}) == 4
