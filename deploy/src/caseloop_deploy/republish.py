@@ -56,7 +56,7 @@ async def republish_service(
         rows = (
             await connection.execute(
                 # Only what was published once: the relay publishes the rest itself.
-                select(outbox.c.event_id, outbox.c.case_id, outbox.c.topic, outbox.c.envelope)
+                select(outbox.c.event_id, outbox.c.case_id, outbox.c.topic, outbox.c.envelope, outbox.c.traceparent)
                 .where(outbox.c.published_at.is_not(None))
                 .order_by(outbox.c.position)
             )
@@ -83,7 +83,8 @@ async def republish_service(
                     row.topic,
                     value=row.envelope.encode(),
                     key=row.case_id.encode(),
-                    headers=stored_event_headers(json.loads(row.envelope)),
+                    # With the trace context it was emitted in: its readers join that trace.
+                    headers=stored_event_headers(json.loads(row.envelope), traceparent=row.traceparent),
                 )
                 for row in window
             ]

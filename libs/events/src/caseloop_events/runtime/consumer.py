@@ -28,7 +28,9 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from caseloop_events.contracts.envelope import Envelope, UnknownEventType, payload_class_for
-from caseloop_events.runtime.kafka import record_event_id, record_event_type
+from caseloop_events.runtime.kafka import record_event_id, record_event_type, record_traceparent
+from caseloop_events.runtime.logs import bound_to_event
+from caseloop_events.runtime.telemetry import within
 from caseloop_events.runtime.unit_of_work import Checkpoint, VersionConflict
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,8 @@ class Incoming:
     offset: int
     event: Envelope
     stored: str
+    #: The W3C trace context of the span that published it (its ``traceparent`` header), if any.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -406,7 +410,9 @@ class EventConsumer:
             await self._sink.save_checkpoints([*self._unwritten_merged({tp: checkpoint}).values()])
             self._written()
         else:
-            await self._take_alone(incoming, checkpoint, tp, record, tried_once)
+            # Its retries and its dead letter are logged naming its case, in its trace.
+            with bound_to_event(incoming.event), within(incoming.traceparent):
+                await self._take_alone(incoming, checkpoint, tp, record, tried_once)
         self.positions[tp] = record.offset + 1
         self.processed_total += 1
 
@@ -493,7 +499,8 @@ def decoded(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> Incomin
     """The record as an event with where it came from; None when it is not a valid event."""
     try:
         stored = (record.value or b"").decode()
-        return Incoming(tp.topic, tp.partition, record.offset, Envelope.model_validate_json(stored), stored)
+        event = Envelope.model_validate_json(stored)
+        return Incoming(tp.topic, tp.partition, record.offset, event, stored, record_traceparent(record))
     except (ValidationError, UnknownEventType, ValueError):
         return None
 

@@ -5,7 +5,7 @@ trips it makes (ADR 0012, ADR 0014)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -40,7 +40,8 @@ STATEMENTS_ON_THEIR_OWN = {"isolation_level": "AUTOCOMMIT"}
 #: The SQLSTATE ``caseloop_require_versions`` raises: a stream changed since it was read.
 VERSION_CONFLICT_SQLSTATE = "40001"
 
-CommitListener = Callable[[Sequence[tuple[Envelope, str]]], None]
+#: Told the emitted events of a write (with their JSON) and the trace context each was emitted in.
+CommitListener = Callable[[Sequence[tuple[Envelope, str]], Mapping[UUID, str]], None]
 
 
 class Database:
@@ -91,10 +92,10 @@ class Database:
         """Call ``listener`` with the emitted events (and their JSON) of every write that emitted any."""
         self._listeners.append(listener)
 
-    def committed(self, emitted: Sequence[tuple[Envelope, str]]) -> None:
+    def committed(self, emitted: Sequence[tuple[Envelope, str]], traceparents: Mapping[UUID, str]) -> None:
         if emitted:
             for listener in self._listeners:
-                listener(emitted)
+                listener(emitted, traceparents)
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -255,7 +256,8 @@ class Database:
             )
             if changes.outbox:
                 await session.execute(
-                    tables.outbox.insert(), [_outboxed(e, j, self.topic, now) for e, j in changes.outbox]
+                    tables.outbox.insert(),
+                    [_outboxed(e, j, self.topic, now, changes.traceparents) for e, j in changes.outbox],
                 )
             for table, rows in sorted(changes.rows.items(), key=lambda item: item[0].name):
                 key = tuple(column.name for column in table.primary_key.columns)
@@ -380,7 +382,7 @@ def _unnest(table: Table, columns: Sequence[str], first: int) -> str:
 
 
 _EVENT_COLUMNS = ("event_id", "case_id", "type", "producer", "occurred_at", "envelope")
-_OUTBOX_COLUMNS = ("event_id", "case_id", "type", "topic", "envelope", "created_at")
+_OUTBOX_COLUMNS = ("event_id", "case_id", "type", "topic", "envelope", "created_at", "traceparent")
 _CHECKPOINT_COLUMNS = ("consumer", "topic", "partition", "next_offset", "last_event_id", "updated_at")
 
 
@@ -457,7 +459,9 @@ def _write_parameters(
     versions = sorted(changes.versions.items())  # one lock order for every writer: no deadlock between two
     parameters: list[Any] = [[str(i) for i, _ in versions], [v + 1 for _, v in versions]]
     parameters += columns_of([_logged(e, j) for e, j in changes.events] if events else [], _EVENT_COLUMNS)
-    parameters += columns_of([_outboxed(e, j, topic, now) for e, j in changes.outbox], _OUTBOX_COLUMNS)
+    parameters += columns_of(
+        [_outboxed(e, j, topic, now, changes.traceparents) for e, j in changes.outbox], _OUTBOX_COLUMNS
+    )
     parameters += columns_of([_checkpoint_row(c, now) for c in changes.checkpoints], _CHECKPOINT_COLUMNS)
     for table, columns, deletes in shape:
         rows = changes.rows[table]
@@ -482,7 +486,9 @@ def _logged(event: Envelope, stored: str) -> dict[str, Any]:
     }
 
 
-def _outboxed(event: Envelope, stored: str, topic: str, now: datetime) -> dict[str, Any]:
+def _outboxed(
+    event: Envelope, stored: str, topic: str, now: datetime, traceparents: Mapping[UUID, str]
+) -> dict[str, Any]:
     return {
         "event_id": str(event.event_id),
         "case_id": str(event.case_id),
@@ -490,6 +496,7 @@ def _outboxed(event: Envelope, stored: str, topic: str, now: datetime) -> dict[s
         "topic": topic,
         "envelope": stored,
         "created_at": now,
+        "traceparent": traceparents.get(event.event_id),
     }
 
 

@@ -27,6 +27,7 @@ from caseloop_events.runtime.auth import (
     TooManyRequests,
 )
 from caseloop_events.runtime.consumer import is_transient
+from caseloop_events.runtime.logs import bind_to_request
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +157,19 @@ def health_router(check: HealthCheck) -> APIRouter:
 
 async def correlation_id(x_correlation_id: Annotated[UUID | None, Header()] = None) -> UUID:
     """The request's correlation id: the caller's ``X-Correlation-ID``, or a new one. (Every
-    dependency is ``async``: FastAPI runs a plain function in a thread pool, a hop per request.)"""
-    return x_correlation_id or uuid4()
+    dependency is ``async``: FastAPI runs a plain function in a thread pool, a hop per request.)
+    Every line logged for the rest of the request carries it."""
+    chosen = x_correlation_id or uuid4()
+    bind_to_request(correlation_id=chosen)
+    return chosen
+
+
+async def case_named_in_path(request: Request) -> None:
+    """Every line logged for a request whose path names a case (``/cases/{case_id}/...``) carries
+    its ``case_id`` (a dependency of every service router)."""
+    case_id = request.path_params.get("case_id")
+    if case_id is not None:
+        bind_to_request(case_id=case_id)
 
 
 #: Route parameter alias: the correlation id of the request being handled.

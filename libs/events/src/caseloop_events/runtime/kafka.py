@@ -156,3 +156,9 @@ def record_event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
         return str(UUID(found))
     except ValueError:
         return None
+
+
+def record_traceparent(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The W3C trace context a record carries (its ``traceparent`` header, or the CloudEvents
+    extension ``ce_traceparent``), or None."""
+    return _header(record, "traceparent") or _header(record, "ce_traceparent")

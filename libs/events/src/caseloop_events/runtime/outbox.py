@@ -8,18 +8,21 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+from opentelemetry.trace import Span, SpanKind, Tracer
 from sqlalchemy import Row, func, select
 
 from caseloop_events.contracts.envelope import Envelope
 from caseloop_events.runtime.database import Database
 from caseloop_events.runtime.kafka import record_event_id, stored_event_headers
+from caseloop_events.runtime.telemetry import context_of, stored_event_attributes, traceparent_of, tracer_of
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class OutboxRelay:
         *,
         bootstrap_servers: str | None = None,
         renew_producer: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
+        tracer: Tracer | None = None,
         batch_size: int = 500,
         poll_interval: float = 1.0,
         check_interval: float = 5.0,
@@ -67,6 +71,7 @@ class OutboxRelay:
         self._producer = producer
         self._bootstrap_servers = bootstrap_servers
         self._renew_producer = renew_producer
+        self._tracer = tracer if tracer is not None else tracer_of(None)
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._check_interval = check_interval
@@ -86,9 +91,10 @@ class OutboxRelay:
         self._last_check = 0.0
         database.on_commit(self._events_committed)
 
-    def _events_committed(self, emitted: Sequence[tuple[Envelope, str]]) -> None:
+    def _events_committed(self, emitted: Sequence[tuple[Envelope, str]], traceparents: Mapping[UUID, str]) -> None:
+        topic = self._database.topic
         self._handed_over.extend(
-            _Outgoing(None, self._database.topic, str(event.case_id), str(event.event_id), stored)
+            _Outgoing(None, topic, str(event.case_id), str(event.event_id), stored, traceparents.get(event.event_id))
             for event, stored in emitted
         )
         self._wake.set()
@@ -149,7 +155,14 @@ class OutboxRelay:
         async with self._database.reading() as session:
             rows = (
                 await session.execute(
-                    select(outbox.c.position, outbox.c.topic, outbox.c.case_id, outbox.c.event_id, outbox.c.envelope)
+                    select(
+                        outbox.c.position,
+                        outbox.c.topic,
+                        outbox.c.case_id,
+                        outbox.c.event_id,
+                        outbox.c.envelope,
+                        outbox.c.traceparent,
+                    )
                     .where(outbox.c.published_at.is_(None))
                     .order_by(outbox.c.position)
                     .limit(self._batch_size)
@@ -162,20 +175,35 @@ class OutboxRelay:
         return len(rows)
 
     async def _send(self, rows: Sequence[_Outgoing]) -> None:
-        """Send the rows in the order given and mark them published, all at one moment."""
+        """Send the rows in the order given and mark them published, all at one moment. Each is
+        sent in a span ``publish <type>``, a child of the span it was emitted in; the record's
+        ``traceparent`` names that span, so its readers handle it in the same trace (ADR 0018)."""
         deliveries = []
-        for row in rows:
-            # The stored bytes go out as they are: a row written under an older contract must
-            # not stop the relay, and consumers validate anyway.
-            deliveries.append(
-                await self._producer.send(
-                    row.topic,
-                    value=row.envelope.encode(),
-                    key=row.case_id.encode(),
-                    headers=stored_event_headers(json.loads(row.envelope)),
+        spans: list[Span] = []
+        try:
+            for row in rows:
+                envelope = json.loads(row.envelope)
+                span = self._tracer.start_span(
+                    f"publish {envelope.get('type')}",
+                    context=context_of(row.traceparent),
+                    kind=SpanKind.PRODUCER,
+                    attributes={**stored_event_attributes(envelope), "messaging.destination.name": row.topic},
                 )
-            )
-        await asyncio.gather(*deliveries)
+                spans.append(span)
+                # The stored bytes go out as they are: a row written under an older contract must
+                # not stop the relay, and consumers validate anyway.
+                deliveries.append(
+                    await self._producer.send(
+                        row.topic,
+                        value=row.envelope.encode(),
+                        key=row.case_id.encode(),
+                        headers=stored_event_headers(envelope, traceparent=traceparent_of(span) or row.traceparent),
+                    )
+                )
+            await asyncio.gather(*deliveries)
+        finally:
+            for span in spans:
+                span.end()
         await self._database.mark_published([row.event_id for row in rows], self._database.clock.now())
 
     def _check_due(self) -> bool:
@@ -209,12 +237,18 @@ class OutboxRelay:
         if lost:
             log.warning("the broker lost %d published event(s) of the outbox; publishing them again", len(lost))
             async with self._database.reading() as session:
-                stored = select(outbox.c.position, outbox.c.envelope).where(
+                stored = select(outbox.c.position, outbox.c.envelope, outbox.c.traceparent).where(
                     outbox.c.position.in_([row.position for row in lost])
                 )
-                envelopes: dict[int, str] = {position: envelope for position, envelope in await session.execute(stored)}
+                envelopes: dict[int, tuple[str, str | None]] = {
+                    position: (envelope, traceparent)
+                    for position, envelope, traceparent in await session.execute(stored)
+                }
             await self._send(
-                [_Outgoing(row.position, row.topic, row.case_id, row.event_id, envelopes[row.position]) for row in lost]
+                [
+                    _Outgoing(row.position, row.topic, row.case_id, row.event_id, *envelopes[row.position])
+                    for row in lost
+                ]
             )
             self.restored_total += len(lost)
         # Seen now a second time, at least an interval after they were sent: settled.
@@ -297,3 +331,5 @@ class _Outgoing:
     case_id: str
     event_id: str
     envelope: str
+    #: The trace context the event was emitted in (None: outside any span, or before ADR 0018).
+    traceparent: str | None = None

@@ -27,6 +27,7 @@ from uuid import UUID
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 from fastapi import APIRouter, Depends, FastAPI, Request
+from opentelemetry.trace import Tracer, TracerProvider
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import MetaData, select
@@ -43,6 +44,7 @@ from caseloop_events.runtime.http import (
     PROBLEM_RESPONSES,
     BodySizeLimit,
     ProblemDocumentedAPI,
+    case_named_in_path,
     health_router,
     install_error_handlers,
 )
@@ -58,6 +60,7 @@ from caseloop_events.runtime.outbox import OutboxRelay
 from caseloop_events.runtime.readiness import Readiness, readiness_router
 from caseloop_events.runtime.storage import DEFAULT_POOL_SIZE, RuntimeTables, ping
 from caseloop_events.runtime.streams import Stream, StreamCache
+from caseloop_events.runtime.telemetry import fastapi_telemetry, handling, tracer_of
 from caseloop_events.runtime.topics import ensure_topics
 from caseloop_events.runtime.unit_of_work import Checkpoint, Deps, KeyedLocks, UnitOfWork, VersionConflict
 
@@ -221,6 +224,7 @@ class Service(Generic[Settings, Deps, State]):
         clock: Clock,
         *,
         dependencies: Deps | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.definition = definition
         self.name = definition.name.value
@@ -245,6 +249,8 @@ class Service(Generic[Settings, Deps, State]):
         self.locks = KeyedLocks()
         self.relay: OutboxRelay | None = None
         self.consumer: EventConsumer | None = None
+        #: The runtime's tracer: from the provider given (tests), else the process's (ADR 0018).
+        self.tracer = tracer_of(tracer_provider)
         self._producer: AIOKafkaProducer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics = ServiceMetrics()
@@ -305,7 +311,7 @@ class Service(Generic[Settings, Deps, State]):
         changed streams projected, all written with the checkpoints in one unit of work."""
         uow = self.unit_of_work()
         handled_types: list[str] = []
-        handled = await react(self.definition, uow, events, handled_types)
+        handled = await react(self.definition, uow, events, self.tracer, handled_types)
         for checkpoint in checkpoints:
             uow.put_checkpoint(checkpoint)
         await self.commit(uow)
@@ -364,6 +370,7 @@ class Service(Generic[Settings, Deps, State]):
             producer,
             bootstrap_servers=self.kafka.kafka_bootstrap_servers,
             renew_producer=self._renew_producer,
+            tracer=self.tracer,
         )
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         if self.consumes:
@@ -504,11 +511,14 @@ async def react(
     definition: ServiceDefinition[Any, Deps, State],
     uow: UnitOfWork[Deps, State],
     events: Sequence[Incoming],
+    tracer: Tracer | None = None,
     handled_types: list[str] | None = None,
 ) -> int:
     """Record each event in its stream and hand it to its handler (none for an event its stream holds
-    already); returns how many were handled, and notes their types in ``handled_types``. A handler
-    that raises raises ``HandlerFailed``."""
+    already), in a span that continues the trace it was published in; returns how many were
+    handled, and notes their types in ``handled_types``. A handler that raises raises
+    ``HandlerFailed``."""
+    tracer = tracer if tracer is not None else tracer_of(None)
     await uow.load(*(incoming.event.case_id for incoming in events))
     handlers = definition.handlers_by_type
     handled = 0
@@ -520,7 +530,8 @@ async def react(
         if handled_types is not None:
             handled_types.append(event.type)
         try:
-            await handlers[event.type](event, uow)
+            with handling(tracer, event, incoming.traceparent):
+                await handlers[event.type](event, uow)
         except Exception as error:
             uow.rollback()
             if is_transient(error):
@@ -575,14 +586,21 @@ def compose(
     clock: Clock | None = None,
     *,
     dependencies: Deps | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """The service's FastAPI app, its ``Service`` in ``app.state.service`` and as lifespan: problem+json
     errors, a body size limit, ``/healthz`` and ``/readyz`` open to probes, ``/metrics`` for the
-    operator and monitor roles, and its routers behind credentials and the per-client rate limit.
-    ``dependencies`` replaces what the definition would build (tests)."""
+    operator and monitor roles, and its routers behind credentials and the per-client rate limit; a
+    span for each request, its log lines naming the case its path names. ``dependencies`` replaces
+    what the definition would build, ``tracer_provider`` the process's (tests)."""
     settings = settings if settings is not None else definition.settings()
     service = Service(
-        definition, settings, kafka or KafkaSettings(), clock or clock_from_environment(), dependencies=dependencies
+        definition,
+        settings,
+        kafka or KafkaSettings(),
+        clock or clock_from_environment(),
+        dependencies=dependencies,
+        tracer_provider=tracer_provider,
     )
     app = ProblemDocumentedAPI(
         title=definition.title,
@@ -590,6 +608,7 @@ def compose(
         version="0.1.0",
         lifespan=service.lifespan,
         responses=PROBLEM_RESPONSES,
+        telemetry=fastapi_telemetry(tracer_provider),
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestDurations, histogram=service.metrics.request_duration)
@@ -603,7 +622,9 @@ def compose(
     )
     app.include_router(metrics_router(service.metrics))
     for router in definition.routers:
-        app.include_router(router, dependencies=[Depends(authenticated)], responses=COMMON_RESPONSES)
+        app.include_router(
+            router, dependencies=[Depends(authenticated), Depends(case_named_in_path)], responses=COMMON_RESPONSES
+        )
     return app
 
 

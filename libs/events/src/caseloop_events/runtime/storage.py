@@ -88,6 +88,7 @@ def define_runtime_tables(metadata: MetaData) -> RuntimeTables:
         Column("envelope", Text, nullable=False),
         Column("created_at", UtcDateTime, nullable=False),
         Column("published_at", UtcDateTime, nullable=True),
+        Column("traceparent", Text, nullable=True),
     )
     Index(
         "ix_outbox_unpublished",

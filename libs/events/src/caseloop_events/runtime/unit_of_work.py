@@ -24,6 +24,7 @@ from caseloop_events.contracts.clock import Clock
 from caseloop_events.contracts.envelope import Envelope
 from caseloop_events.contracts.folding import State, StreamModel
 from caseloop_events.runtime.streams import Stream, StreamCache, StreamSnapshot
+from caseloop_events.runtime.telemetry import current_traceparent
 
 Deps = TypeVar("Deps")
 
@@ -85,6 +86,9 @@ class Changes:
     #: Projection rows by table and primary key: the row to upsert, or None to delete it.
     rows: dict[Table, dict[tuple[Any, ...], dict[str, Any] | None]] = field(default_factory=dict)
     checkpoints: list[Checkpoint] = field(default_factory=list)
+    #: The W3C ``traceparent`` of the span each emitted event was emitted in, by event id (none
+    #: for an event emitted outside any span): stored with its outbox row (ADR 0018).
+    traceparents: dict[UUID, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -111,8 +115,9 @@ class StreamStore(Protocol[State]):
         """Write the changes at once, or nothing and raise ``VersionConflict``."""
         ...
 
-    def committed(self, emitted: Sequence[tuple[Envelope, str]]) -> None:
-        """Tell whoever listens (the outbox relay) what a successful write emitted."""
+    def committed(self, emitted: Sequence[tuple[Envelope, str]], traceparents: Mapping[UUID, str]) -> None:
+        """Tell whoever listens (the outbox relay) what a successful write emitted (and the trace
+        context each event was emitted in)."""
         ...
 
 
@@ -143,6 +148,7 @@ class UnitOfWork(Generic[Deps, State]):
         self._checkpoints: dict[tuple[str, str, int], Checkpoint] = {}
         #: The events this unit of work emitted, in order.
         self.emitted: list[Envelope] = []
+        self._traceparents: dict[UUID, str] = {}
         #: What a handler read once and keeps for the rest of the unit of work, under a key of its own.
         self.memo: dict[object, Any] = {}
         self._now: datetime | None = None
@@ -224,10 +230,14 @@ class UnitOfWork(Generic[Deps, State]):
         return added
 
     def emit(self, *events: Envelope) -> None:
-        """New events of this service: kept in their streams (read already) and in the outbox."""
+        """New events of this service: kept in their streams (read already) and in the outbox, with
+        the trace context they were emitted in (a request's span, an event handler's)."""
+        traceparent = current_traceparent()
         for event in events:
             if self.record(event):
                 self.emitted.append(event)
+                if traceparent is not None:
+                    self._traceparents[event.event_id] = traceparent
 
     def changed(self) -> list[Stream[State]]:
         """The streams that got new events here, in the order they were read."""
@@ -271,7 +281,7 @@ class UnitOfWork(Generic[Deps, State]):
         for stream in self._streams.values():
             written = stream.stream_id in changes.versions
             self._cache.put(stream.written(stream.version + 1) if written else stream.read())
-        self._store.committed(changes.outbox)
+        self._store.committed(changes.outbox, changes.traceparents)
 
     def rollback(self) -> None:
         """Nothing is written; the streams read stay cached as they were read."""
@@ -283,7 +293,9 @@ class UnitOfWork(Generic[Deps, State]):
                 self._cache.put(stream.read())
 
     def changes(self) -> Changes:
-        changes = Changes(rows=self._rows, checkpoints=list(self._checkpoints.values()))
+        changes = Changes(
+            rows=self._rows, checkpoints=list(self._checkpoints.values()), traceparents=self._traceparents
+        )
         emitted = {event.event_id for event in self.emitted}
         for stream in self._streams.values():
             if stream.new or stream.stream_id in self._depended_on:

@@ -4,7 +4,7 @@ once with the version check — on an in-memory store instead of a database and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, NoReturn, TypeVar, cast
 from uuid import UUID
@@ -68,7 +68,7 @@ class InMemoryStore(Generic[State]):
         for checkpoint in changes.checkpoints:
             self.checkpoints[(checkpoint.consumer, checkpoint.topic, checkpoint.partition)] = checkpoint.next_offset
 
-    def committed(self, emitted: Sequence[tuple[Envelope, str]]) -> None:
+    def committed(self, emitted: Sequence[tuple[Envelope, str]], traceparents: Mapping[UUID, str]) -> None:
         self.published.extend(event for event, _ in emitted)
 
     def rows(self, table: Table) -> list[dict[str, Any]]:
