@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import sys
@@ -9,7 +10,9 @@ from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 
+from caseloop_events.runtime.migrations import SchemaNotAtHead
 from caseloop_events.runtime.service import ServiceSettings, tune_garbage_collection
 
 log = logging.getLogger(__name__)
@@ -17,7 +20,8 @@ log = logging.getLogger(__name__)
 
 def serve(create_app: Callable[[], FastAPI], settings: ServiceSettings) -> None:
     """Configure logging, build the app and serve it; a configuration the service cannot run with
-    (no credentials, the development profile on a public address) ends it with one plain line."""
+    (no credentials, the development profile on a public address, in production a database not at
+    its schema's head) ends it with one plain line."""
     logging.basicConfig(
         level=settings.log_level.upper(),
         format=f"%(asctime)s {settings.service_name} %(levelname)s %(name)s: %(message)s",
@@ -30,8 +34,12 @@ def serve(create_app: Callable[[], FastAPI], settings: ServiceSettings) -> None:
         )
     try:
         app = create_app()
-    except ValueError as error:
+        if settings.profile == "production":
+            asyncio.run(app.state.service.require_schema_at_head())
+    except (ValueError, SchemaNotAtHead) as error:
         sys.exit(f"caseloop {settings.service_name}: cannot start: {error}")
+    except (OSError, SQLAlchemyError) as error:
+        sys.exit(f"caseloop {settings.service_name}: cannot start: its database cannot be read: {error}")
     tune_garbage_collection()
     # uvloop and httptools: the event loop and the HTTP parser in C, a third less CPU per request.
     uvicorn.run(

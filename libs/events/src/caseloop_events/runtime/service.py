@@ -47,6 +47,7 @@ from caseloop_events.runtime.http import (
     install_error_handlers,
 )
 from caseloop_events.runtime.kafka import BrokerRequests, KafkaSettings
+from caseloop_events.runtime.migrations import Migrations, check_at_head
 from caseloop_events.runtime.outbox import OutboxRelay
 from caseloop_events.runtime.storage import DEFAULT_POOL_SIZE, RuntimeTables, ping
 from caseloop_events.runtime.streams import Stream, StreamCache
@@ -143,6 +144,8 @@ class ServiceTables:
     projections: Mapping[str, frozenset[str]]
     #: The service's tables no replay can rebuild (carried over by a promotion, with the outbox).
     operational: tuple[str, ...] = ()
+    #: The service's migration environment (ADR 0016): how its schema is brought to head.
+    migrations: Migrations | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,7 @@ class Service(Generic[Settings, Deps, State]):
             self.topic,
             clock,
             pool_size=settings.database_pool_size,
+            migrations=definition.tables.migrations,
         )
         self.reference = load_reference_data(settings.reference_dir or default_reference_dir())
         self.deps: Deps = (
@@ -325,12 +329,23 @@ class Service(Generic[Settings, Deps, State]):
             )
             return {(topic, partition): (offset, last) for topic, partition, offset, last in rows}
 
+    async def require_schema_at_head(self) -> None:
+        """Raise ``SchemaNotAtHead`` unless the database is at head, on a connection of its own:
+        asked before the service's event loop runs (``serve``), so nothing of it is kept."""
+        if self.database.migrations is not None:
+            await check_at_head(self.database.migrations, self.database.url)
+
     # --- running -----------------------------------------------------------------------------
 
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
         BrokerRequests.count()
-        await self.database.create_schema()
+        if self.settings.profile == "production":
+            # A deployment migrates first (``caseloop migrate``, the migrate job): a service that
+            # changed its schema as it started could break the replicas still running the old code.
+            await self.database.require_schema_at_head()
+        else:
+            await self.database.create_schema()
         await _retry_connect(
             "topic creation",
             lambda: ensure_topics(
