@@ -207,7 +207,8 @@ def _variable_of(settings_class: type[BaseSettings] | None, field_name: str) -> 
 @app.command()
 def migrate(
     services: Annotated[
-        list[Service] | None, typer.Argument(help="the services whose database to migrate; default: all four")
+        list[Service] | None,
+        typer.Argument(metavar="SERVICE", help="the services whose database to migrate; default: all four"),
     ] = None,
 ) -> None:
     """Bring each service's database to the head of its migrations, one line per service (from → to):

@@ -12,13 +12,13 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
-from caseloop_events.runtime.migrations import SchemaNotAtHead
+from caseloop_events.runtime.migrations import Migrations, SchemaNotAtHead, check_at_head
 from caseloop_events.runtime.service import ServiceSettings, tune_garbage_collection
 
 log = logging.getLogger(__name__)
 
 
-def serve(create_app: Callable[[], FastAPI], settings: ServiceSettings) -> None:
+def serve(create_app: Callable[[], FastAPI], settings: ServiceSettings, migrations: Migrations | None = None) -> None:
     """Configure logging, build the app and serve it; a configuration the service cannot run with
     (no credentials, the development profile on a public address, in production a database not at
     its schema's head) ends it with one plain line."""
@@ -32,14 +32,18 @@ def serve(create_app: Callable[[], FastAPI], settings: ServiceSettings) -> None:
             f"127.0.0.1, not {settings.host}. Configure CASELOOP_API_KEYS_FILE or CASELOOP_JWT_* and drop "
             "CASELOOP_PROFILE=development to serve elsewhere."
         )
+    if settings.profile == "production" and migrations is not None:
+        # Asked first, before anything is built or logged: the refusal is the one line said.
+        try:
+            asyncio.run(check_at_head(migrations, settings.resolved_database_url))
+        except SchemaNotAtHead as error:
+            sys.exit(f"caseloop {settings.service_name}: cannot start: {error}")
+        except (OSError, SQLAlchemyError) as error:
+            sys.exit(f"caseloop {settings.service_name}: cannot start: its database cannot be read: {error}")
     try:
         app = create_app()
-        if settings.profile == "production":
-            asyncio.run(app.state.service.require_schema_at_head())
-    except (ValueError, SchemaNotAtHead) as error:
+    except ValueError as error:
         sys.exit(f"caseloop {settings.service_name}: cannot start: {error}")
-    except (OSError, SQLAlchemyError) as error:
-        sys.exit(f"caseloop {settings.service_name}: cannot start: its database cannot be read: {error}")
     tune_garbage_collection()
     # uvloop and httptools: the event loop and the HTTP parser in C, a third less CPU per request.
     uvicorn.run(

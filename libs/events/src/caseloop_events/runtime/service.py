@@ -47,7 +47,7 @@ from caseloop_events.runtime.http import (
     install_error_handlers,
 )
 from caseloop_events.runtime.kafka import BrokerRequests, KafkaSettings
-from caseloop_events.runtime.migrations import Migrations, check_at_head
+from caseloop_events.runtime.migrations import Migrations
 from caseloop_events.runtime.outbox import OutboxRelay
 from caseloop_events.runtime.storage import DEFAULT_POOL_SIZE, RuntimeTables, ping
 from caseloop_events.runtime.streams import Stream, StreamCache
@@ -328,12 +328,6 @@ class Service(Generic[Settings, Deps, State]):
                 )
             )
             return {(topic, partition): (offset, last) for topic, partition, offset, last in rows}
-
-    async def require_schema_at_head(self) -> None:
-        """Raise ``SchemaNotAtHead`` unless the database is at head, on a connection of its own:
-        asked before the service's event loop runs (``serve``), so nothing of it is kept."""
-        if self.database.migrations is not None:
-            await check_at_head(self.database.migrations, self.database.url)
 
     # --- running -----------------------------------------------------------------------------
 
