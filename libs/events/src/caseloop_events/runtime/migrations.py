@@ -13,6 +13,7 @@ Bringing a database to head (``Migrations.bring_to_head``):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -88,8 +89,9 @@ class Migrations:
             config.attributes["connection"] = connection
         return config
 
-    @property
+    @functools.cached_property
     def head(self) -> str:
+        """The last revision (read once: Alembic loads every revision's module to find it)."""
         head = ScriptDirectory.from_config(self.config()).get_current_head()
         assert head is not None, f"{self.service} has no revision"
         return head
