@@ -27,6 +27,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
         (("replay", "--service", "intake", "--from", "yesterday"), "--from 'yesterday' is neither an offset"),
         (("apikey", "new", "--id", "x", "--role", "nobody"), "Invalid value for '--role'"),
         (("unheard-of",), "No such command 'unheard-of'"),
+        (("migrate", "intake", "nowhere"), "'nowhere' is not one of 'intake', 'triage', 'dispatch', 'supervision'"),
     ],
 )
 def test_a_bad_argument_is_one_line_and_exit_status_2(

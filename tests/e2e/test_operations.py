@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from caseloop_deploy.services import service_spec
 from caseloop_deploy.stack import SERVICES, LocalStack
 from caseloop_events.testing.broker import BrokerKind, free_port
 from caseloop_events.testing.fixtures import DevelopmentCaller
@@ -364,3 +365,11 @@ def test_operator_verbs_say_clearly_when_the_broker_cannot_be_reached(lived: Liv
     helped = subprocess.run([CASELOOP, "replay", "--help"], capture_output=True, text=True, check=False)
     assert "--from" in helped.stdout
     assert "--service" in helped.stdout
+
+
+def test_migrate_next_to_make_run_finds_every_database_the_services_made_at_head(lived: Lived) -> None:
+    migrated = caseloop(lived.stack, "migrate")
+
+    assert migrated.returncode == 0, migrated.stderr
+    heads = [f"{name}: at {service_spec(name).migrations.head} already" for name in SERVICES]
+    assert migrated.stdout.splitlines() == heads

@@ -3,8 +3,8 @@
 Every verb reads the same settings as the services (``KAFKA_BOOTSTRAP_SERVERS``,
 ``<SERVICE>_DATABASE_URL``, ``CASELOOP_DATA_DIR``…), so on the ``make run`` system it needs no
 options. Nothing here changes the live system unless the verb says so: ``replay`` and ``verify``
-write shadow databases only; ``promote``, ``republish`` and ``deadletter retry`` are the verbs
-that act, and each says what it did.
+write shadow databases only; ``migrate``, ``promote``, ``republish`` and ``deadletter retry`` are
+the verbs that act, and each says what it did.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from uuid import UUID
 import httpx
 import typer
 from aiokafka.errors import KafkaError
+from alembic.util import CommandError
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 from sqlalchemy.exc import SQLAlchemyError
@@ -51,14 +52,15 @@ from caseloop_deploy.services import SERVICE_NAMES, ServiceSpec, UnknownService,
 from caseloop_events.contracts.timeline import build_timeline, render_text
 from caseloop_events.runtime.auth import Principal, Role, describe_key_entry, new_api_key
 from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.migrations import migrate as migrate_database
 from caseloop_events.runtime.personal_data import with_personal_data_masked
 
 T = TypeVar("T")
 
 app = typer.Typer(
     name="caseloop",
-    help="Operate caseloop: case timelines from the log, replay, diff, promote and verify of projections, "
-    "republish of a lost topic, dead letters.",
+    help="Operate caseloop: schema migrations, case timelines from the log, replay, diff, promote and verify of "
+    "projections, republish of a lost topic, dead letters.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -126,6 +128,8 @@ OPERATOR_ERRORS = (
     SQLAlchemyError,
     sqlite3.Error,
     OSError,
+    # Alembic's: a database at a revision this code does not know (made by a newer caseloop).
+    CommandError,
 )
 
 
@@ -195,6 +199,30 @@ def _variable_of(settings_class: type[BaseSettings] | None, field_name: str) -> 
         return field.validation_alias.upper()
     prefix = str(settings_class.model_config.get("env_prefix") or "")
     return f"{prefix}{field_name}".upper()
+
+
+# ------------------------------------------------------------------------------------- migrations
+
+
+@app.command()
+def migrate(
+    services: Annotated[
+        list[Service] | None,
+        typer.Argument(metavar="SERVICE", help="the services whose database to migrate; default: all four"),
+    ] = None,
+) -> None:
+    """Bring each service's database to the head of its migrations, one line per service (from → to):
+    an empty database is created, one made before migrations taken as the first revision. Run it
+    before starting a new version of the services: in production they refuse a database not at head."""
+    names = [s.value for s in services] if services else list(SERVICE_NAMES)
+
+    async def work() -> None:
+        for name in names:
+            spec = service_spec(name)
+            upgrade = await migrate_database(spec.migrations, _live_url(spec))
+            typer.echo(upgrade.describe())
+
+    _run(work())
 
 
 # --------------------------------------------------------------------------------------- timeline

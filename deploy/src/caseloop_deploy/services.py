@@ -12,6 +12,7 @@ from sqlalchemy import MetaData
 
 from caseloop_events.contracts.clock import SystemClock
 from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.migrations import Migrations
 from caseloop_events.runtime.service import Service, ServiceDefinition, ServiceSettings
 from caseloop_events.runtime.storage import OUTBOX_TABLE, PERSONAL_DATA_READS_TABLE
 
@@ -46,6 +47,13 @@ class ServiceSpec:
         """Tables a replay cannot rebuild: the outbox (the service's own events), the audit trail of
         personal-data reads, and the service's own operational tables."""
         return (OUTBOX_TABLE, PERSONAL_DATA_READS_TABLE, *self.definition.tables.operational)
+
+    @property
+    def migrations(self) -> Migrations:
+        """The service's migration environment (ADR 0016)."""
+        migrations = self.definition.tables.migrations
+        assert migrations is not None, f"{self.name} declares no migrations"
+        return migrations
 
     def settings(self, **overrides: Any) -> ServiceSettings:
         """The service's settings from the environment (as the service reads them), with overrides."""

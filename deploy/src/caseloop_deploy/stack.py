@@ -60,6 +60,8 @@ class LocalStack:
 
     def start(self, timeout: float = 90.0) -> LocalStack:
         self.start_broker()
+        if self.profile == "production":
+            self.migrate()
         for name in SERVICES:
             self.start_service(name)
         self.wait_healthy(timeout)
@@ -101,6 +103,29 @@ class LocalStack:
         if name in self.database_urls:
             env[f"{prefix}_DATABASE_URL"] = self.database_urls[name]
         return env
+
+    @property
+    def profile(self) -> str:
+        """The services' profile: as their settings read it (production unless told otherwise)."""
+        return self.extra_env.get("CASELOOP_PROFILE", os.environ.get("CASELOOP_PROFILE", "production"))
+
+    def migrate(self, names: tuple[str, ...] = SERVICES) -> str:
+        """Bring the services' databases to head with ``caseloop migrate``, as a deployment does
+        before it starts them (in production a service refuses a database not at head); what it said."""
+        env = {**os.environ, "CASELOOP_DATA_DIR": str(self.data_dir), **self.extra_env}
+        for name, url in self.database_urls.items():
+            env[f"{name.upper()}_DATABASE_URL"] = url
+        done = subprocess.run(
+            [sys.executable, "-c", "from caseloop_deploy.cli import main; main()", "migrate", *names],
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"caseloop migrate failed ({done.returncode}): {done.stderr.strip()}")
+        return done.stdout
 
     def start_service(self, name: str) -> None:
         service = self.services[name]

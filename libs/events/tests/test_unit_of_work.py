@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, MetaData, String, Table, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +18,6 @@ from caseloop_events.contracts.supervision import CaseVerified
 from caseloop_events.runtime.consumer import is_transient
 from caseloop_events.runtime.database import Database
 from caseloop_events.runtime.service import Service
-from caseloop_events.runtime.storage import create_engine, create_schema
 from caseloop_events.runtime.unit_of_work import Checkpoint, KeyedLocks, VersionConflict
 from caseloop_events.testing.probe import (
     Close,
@@ -303,19 +302,3 @@ async def test_a_query_session_on_postgresql_runs_outside_a_transaction_and_a_wr
             select(database.tables.checkpoints.c.partition, database.tables.checkpoints.c.next_offset)
         )
         assert sorted(rows.all()) == [(0, 5), (1, 6)]
-
-
-async def test_a_table_made_by_an_earlier_version_gets_the_nullable_columns_added_since(database_url: str) -> None:
-    earlier, now = MetaData(), MetaData()
-    Table("things", earlier, Column("id", String(8), primary_key=True))
-    Table("things", now, Column("id", String(8), primary_key=True), Column("note", String(40), nullable=True))
-    engine = create_engine(database_url)
-    try:
-        await create_schema(engine, earlier)
-        async with engine.begin() as connection:
-            await connection.execute(text("INSERT INTO things (id) VALUES ('a')"))
-        await create_schema(engine, now)
-        async with engine.connect() as connection:
-            assert (await connection.execute(text("SELECT id, note FROM things"))).all() == [("a", None)]
-    finally:
-        await engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from caseloop_dispatch.adapters.migrations import MIGRATIONS
 from caseloop_dispatch.adapters.tables import OPERATIONAL_TABLES, PROJECTIONS, metadata, runtime_tables
 from caseloop_dispatch.config import DispatchSettings
 from caseloop_dispatch.domain.model import (
@@ -69,7 +70,7 @@ DISPATCH = ServiceDefinition[DispatchSettings, DispatchDeps, DispatchCase](
     title="caseloop dispatch",
     summary="Assignment (交办): routes judged cases to the responsible unit and takes the unit's answers.",
     settings=DispatchSettings,
-    tables=ServiceTables(metadata, runtime_tables, PROJECTIONS, OPERATIONAL_TABLES),
+    tables=ServiceTables(metadata, runtime_tables, PROJECTIONS, OPERATIONAL_TABLES, MIGRATIONS),
     model=CASES,
     commands={
         AcknowledgeCase: handlers.acknowledge_case,

@@ -30,6 +30,7 @@ from caseloop_events.runtime.service import (
 )
 from caseloop_intake.adapters import idempotency
 from caseloop_intake.adapters.cases import IntakeStore
+from caseloop_intake.adapters.migrations import MIGRATIONS
 from caseloop_intake.adapters.tables import OPERATIONAL_TABLES, PROJECTIONS, metadata, runtime_tables
 from caseloop_intake.config import IntakeSettings
 from caseloop_intake.domain.model import CASES, IntakeCase, MergeCase, ReportCase, UnmergeCase
@@ -62,7 +63,7 @@ INTAKE = ServiceDefinition[IntakeSettings, IntakeDeps, IntakeCase](
     title="caseloop intake",
     summary="Screening (排查/受理): accepts cases raised by other government systems.",
     settings=IntakeSettings,
-    tables=ServiceTables(metadata, runtime_tables, PROJECTIONS, OPERATIONAL_TABLES),
+    tables=ServiceTables(metadata, runtime_tables, PROJECTIONS, OPERATIONAL_TABLES, MIGRATIONS),
     model=CASES,
     commands={
         ReportCase: handlers.report_case,

@@ -50,6 +50,7 @@ from caseloop_events.runtime.kafka import KafkaSettings
 from caseloop_events.runtime.personal_data import audit_router
 from caseloop_events.runtime.service import Job, Service, ServiceDefinition, ServiceTables, Wiring, compose, keep
 from caseloop_events.runtime.service import run_periodically as every
+from caseloop_supervision.adapters.migrations import MIGRATIONS
 from caseloop_supervision.adapters.store import SupervisionStore
 from caseloop_supervision.adapters.tables import OPERATIONAL_TABLES, PROJECTIONS, metadata, runtime_tables
 from caseloop_supervision.config import SupervisionSettings
@@ -120,7 +121,7 @@ SUPERVISION = ServiceDefinition[SupervisionSettings, SupervisionDeps, Supervised
     "emergency mode, verification, evaluation, reopening, closure, feedback to source systems, case timelines, "
     "daily reports.",
     settings=SupervisionSettings,
-    tables=ServiceTables(metadata, runtime_tables, PROJECTIONS, OPERATIONAL_TABLES),
+    tables=ServiceTables(metadata, runtime_tables, PROJECTIONS, OPERATIONAL_TABLES, MIGRATIONS),
     model=CASES,
     commands={
         VerifyResult: commands.verify_result,

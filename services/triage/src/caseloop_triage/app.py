@@ -18,6 +18,7 @@ from caseloop_events.contracts.triage import CaseJudged, CaseQueuedForReview
 from caseloop_events.runtime.kafka import KafkaSettings
 from caseloop_events.runtime.personal_data import audit_router
 from caseloop_events.runtime.service import ServiceDefinition, ServiceTables, Wiring, compose, keep
+from caseloop_triage.adapters.migrations import MIGRATIONS
 from caseloop_triage.adapters.tables import OPERATIONAL_TABLES, PROJECTIONS, metadata, runtime_tables
 from caseloop_triage.config import TriageSettings
 from caseloop_triage.domain.model import CASES, JudgeCase, TriageCase
@@ -35,7 +36,7 @@ TRIAGE = ServiceDefinition[TriageSettings, TriageDeps, TriageCase](
     title="caseloop triage",
     summary="Judgment (研判): what an accepted case is, how risky, who handles it, how fast.",
     settings=TriageSettings,
-    tables=ServiceTables(metadata, runtime_tables, PROJECTIONS, OPERATIONAL_TABLES),
+    tables=ServiceTables(metadata, runtime_tables, PROJECTIONS, OPERATIONAL_TABLES, MIGRATIONS),
     model=CASES,
     commands={JudgeCase: handlers.judge_case},
     events={

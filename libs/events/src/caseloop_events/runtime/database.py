@@ -20,6 +20,7 @@ from caseloop_events.contracts.causal import causal_order
 from caseloop_events.contracts.clock import Clock
 from caseloop_events.contracts.envelope import Envelope
 from caseloop_events.contracts.folding import State, StreamModel
+from caseloop_events.runtime.migrations import Migrations, Upgrade
 from caseloop_events.runtime.storage import (
     DEFAULT_POOL_SIZE,
     SQLITE_WRITE,
@@ -49,9 +50,18 @@ class Database:
     and its units of work written."""
 
     def __init__(
-        self, url: str, tables: RuntimeTables, topic: str, clock: Clock, *, pool_size: int = DEFAULT_POOL_SIZE
+        self,
+        url: str,
+        tables: RuntimeTables,
+        topic: str,
+        clock: Clock,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        migrations: Migrations | None = None,
     ) -> None:
         self.url = url
+        #: The service's migration environment; none for a service made up by a test of the runtime.
+        self.migrations = migrations
         self.metadata = tables.metadata
         self.tables = tables
         self.engine: AsyncEngine = create_engine(url, pool_size=pool_size)
@@ -85,8 +95,21 @@ class Database:
         for name in ("begin", "commit", "rollback"):
             event.listen(self.engine.sync_engine, name, transaction_edge)
 
-    async def create_schema(self) -> None:
-        await create_schema(self.engine, self.metadata)
+    async def create_schema(self) -> Upgrade | None:
+        """Bring the schema to head (ADR 0016): an empty database is created and stamped, one made
+        before migrations stamped at the first revision and upgraded, a versioned one upgraded.
+        Without a migration environment (a test's made-up service): the missing tables created."""
+        if self.migrations is None:
+            await create_schema(self.engine, self.metadata)
+            return None
+        async with self.engine.begin() as connection:
+            return await connection.run_sync(self.migrations.bring_to_head)
+
+    async def require_schema_at_head(self) -> None:
+        """Raise ``SchemaNotAtHead`` unless the schema is at head (production never migrates itself)."""
+        if self.migrations is not None:
+            async with self.engine.connect() as connection:
+                await connection.run_sync(self.migrations.require_head)
 
     def on_commit(self, listener: CommitListener) -> None:
         """Call ``listener`` with the emitted events (and their JSON) of every write that emitted any."""

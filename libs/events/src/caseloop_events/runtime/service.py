@@ -56,6 +56,7 @@ from caseloop_events.runtime.metrics import (
     metrics_router,
     runtime_collectors,
 )
+from caseloop_events.runtime.migrations import Migrations
 from caseloop_events.runtime.outbox import OutboxRelay
 from caseloop_events.runtime.readiness import Readiness, readiness_router
 from caseloop_events.runtime.storage import DEFAULT_POOL_SIZE, RuntimeTables, ping
@@ -154,6 +155,8 @@ class ServiceTables:
     projections: Mapping[str, frozenset[str]]
     #: The service's tables no replay can rebuild (carried over by a promotion, with the outbox).
     operational: tuple[str, ...] = ()
+    #: The service's migration environment (ADR 0016): how its schema is brought to head.
+    migrations: Migrations | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,7 @@ class Service(Generic[Settings, Deps, State]):
             self.topic,
             clock,
             pool_size=settings.database_pool_size,
+            migrations=definition.tables.migrations,
         )
         self.reference = load_reference_data(settings.reference_dir or default_reference_dir())
         self.deps: Deps = (
@@ -352,7 +356,12 @@ class Service(Generic[Settings, Deps, State]):
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
         BrokerRequests.count()
-        await self.database.create_schema()
+        if self.settings.profile == "production":
+            # A deployment migrates first (``caseloop migrate``, the migrate job): a service that
+            # changed its schema as it started could break the replicas still running the old code.
+            await self.database.require_schema_at_head()
+        else:
+            await self.database.create_schema()
         await _retry_connect(
             "topic creation",
             lambda: ensure_topics(

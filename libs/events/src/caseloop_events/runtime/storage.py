@@ -21,7 +21,6 @@ from sqlalchemy import (
     Table,
     Text,
     event,
-    inspect,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -195,35 +194,13 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
-    """Create missing tables, add missing nullable columns to existing ones, and on PostgreSQL the
-    function a write calls to refuse streams changed since they were read (ADR 0003, ADR 0014)."""
+    """Create the missing tables and, on PostgreSQL, the function a write calls to refuse streams
+    changed since they were read (ADR 0014). A service's schema is brought to head by its migrations
+    (``caseloop_events.runtime.migrations``, ADR 0016); this is for tables no migration knows."""
     async with engine.begin() as connection:
         await connection.run_sync(metadata.create_all)
-        await connection.run_sync(_add_missing_columns, metadata)
         if connection.dialect.name == "postgresql":
             await connection.execute(text(REQUIRE_VERSIONS_FUNCTION))
-
-
-def _add_missing_columns(connection: Connection, metadata: MetaData) -> None:
-    """A table created by an earlier caseloop lacks the nullable columns added since (until the
-    schema is managed by migrations, issue 17): add them, so a data folder survives an upgrade."""
-    inspector = inspect(connection)
-    for table in metadata.sorted_tables:
-        if not inspector.has_table(table.name):
-            continue
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present:
-                if not column.nullable:
-                    raise RuntimeError(
-                        f"the table {table.name} lacks the column {column.name}, which cannot be added to existing "
-                        "rows: this database was made by another version of caseloop; replay into a new one"
-                    )
-                kind = column.type.compile(dialect=connection.dialect)
-                preparer = connection.dialect.identifier_preparer
-                connection.exec_driver_sql(
-                    f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN {preparer.quote(column.name)} {kind}"
-                )
 
 
 #: Raised inside the statement that writes a unit of work when a stream it read was written by

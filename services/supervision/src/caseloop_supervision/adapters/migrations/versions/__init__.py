@@ -1,0 +1,1 @@
+"""supervision's revisions, one module each (``v0001``: the schema before migrations)."""
