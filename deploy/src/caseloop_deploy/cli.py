@@ -10,11 +10,12 @@ that act, and each says what it did.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import sqlite3
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -57,8 +58,8 @@ T = TypeVar("T")
 
 app = typer.Typer(
     name="caseloop",
-    help="Operate caseloop: case timelines from the log, replay, diff, promote and verify of projections, "
-    "republish of a lost topic, dead letters.",
+    help="Run and operate caseloop: serve a service, case timelines from the log, replay, diff, promote and "
+    "verify of projections, republish of a lost topic, dead letters.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -195,6 +196,21 @@ def _variable_of(settings_class: type[BaseSettings] | None, field_name: str) -> 
         return field.validation_alias.upper()
     prefix = str(settings_class.model_config.get("env_prefix") or "")
     return f"{prefix}{field_name}".upper()
+
+
+# ------------------------------------------------------------------------------------------ serve
+
+
+@app.command()
+def serve(
+    service: Annotated[Service, typer.Argument(help="the service to run", envvar="CASELOOP_SERVICE")],
+) -> None:
+    """Run one service: its API, consumer, outbox relay and jobs, until stopped (SIGTERM). The
+    container image's command. Host, port, database and broker come from the service's settings
+    (``<SERVICE>_HOST``, ``<SERVICE>_PORT``, ``<SERVICE>_DATABASE_URL``, ``KAFKA_BOOTSTRAP_SERVERS``…),
+    exactly as ``python -m caseloop_<service>`` (``make run``) starts it."""
+    start: Callable[[], None] = importlib.import_module(f"caseloop_{service.value}.__main__").main
+    start()
 
 
 # --------------------------------------------------------------------------------------- timeline
