@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from caseloop_events.contracts.envelope import Envelope, UnknownEventType, payload_class_for
-from caseloop_events.runtime.kafka import record_event_id, record_event_type
+from caseloop_events.runtime.kafka import client_security, record_event_id, record_event_type
 from caseloop_events.runtime.unit_of_work import Checkpoint, VersionConflict
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,7 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            **client_security(),
         )
         await consumer.start()
         self._consumer = consumer
@@ -587,7 +588,9 @@ async def records_at(
     bootstrap_servers: str, offsets: dict[TopicPartition, int]
 ) -> dict[TopicPartition, ConsumerRecord[bytes, bytes]]:
     """The record at each offset, where the partition holds one (read with a consumer of its own)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, **client_security()
+    )
     await consumer.start()
     try:
         consumer.assign(list(offsets))
