@@ -7,6 +7,7 @@ its definition: what it writes, what it consumes), the settings the ConfigMap na
 
 from __future__ import annotations
 
+import ast
 import copy
 import importlib.util
 import subprocess
@@ -25,7 +26,8 @@ from caseloop_events.runtime.kafka import KafkaSettings
 from caseloop_events.runtime.service import ServiceSettings
 from caseloop_events.runtime.topics import all_topics, deadletter_topic
 
-K8S = Path(__file__).resolve().parents[1] / "k8s"
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
 CRD_SCHEMAS = K8S / "crd-schemas"
 KUBECTL = Path(sys.executable).parent / "kubectl"
 KUBERNETES_VERSION = "1.37.0"
@@ -379,6 +381,41 @@ def test_each_service_may_write_only_its_own_topic_and_read_only_what_it_consume
     for name in SERVICE_NAMES:
         assert acls_of(users[f"caseloop-{name}"]) == acls_the_code_needs(name, namespace), name
         assert users[f"caseloop-{name}"]["spec"]["authentication"]["type"] == "tls"
+
+
+def consumer_groups_joined(folders: list[Path], root: Path = ROOT) -> list[str]:
+    """Where production code makes a Kafka client join a consumer group (a ``group_id`` other than None)."""
+    joined = []
+    for folder in folders:
+        for path in sorted(folder.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Call):
+                    for keyword in node.keywords:
+                        if keyword.arg == "group_id" and not (
+                            isinstance(keyword.value, ast.Constant) and keyword.value.value is None
+                        ):
+                            joined.append(f"{path.relative_to(root)}:{node.lineno}")
+    return joined
+
+
+def test_no_service_joins_a_consumer_group_so_no_user_has_a_group_acl(prod: list[Manifest]) -> None:
+    """The consumers assign partitions themselves. A consumer that joins a group needs a group ACL in
+    its KafkaUser: this fails first, to say so."""
+    production_code = [ROOT / "libs/events/src/caseloop_events/runtime", *sorted(ROOT.glob("services/*/src"))]
+
+    assert consumer_groups_joined(production_code) == []
+    for user in of_kind(prod, "KafkaUser").values():
+        assert {acl["resource"]["type"] for acl in user["spec"]["authorization"]["acls"]} == {"topic"}
+
+
+def test_a_consumer_joining_a_group_is_found(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "grouped.py").write_text(
+        "AIOKafkaConsumer(group_id=None)\nAIOKafkaConsumer(bootstrap_servers=b, group_id=f'caseloop-{name}')\n"
+    )
+
+    assert [place.rpartition(":")[2] for place in consumer_groups_joined([code], root=tmp_path)] == ["2"]
 
 
 # ------------------------------------------------------------------------------------- PostgreSQL

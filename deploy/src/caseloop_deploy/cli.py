@@ -205,10 +205,8 @@ def _variable_of(settings_class: type[BaseSettings] | None, field_name: str) -> 
 def serve(
     service: Annotated[Service, typer.Argument(help="the service to run", envvar="CASELOOP_SERVICE")],
 ) -> None:
-    """Run one service: its API, consumer, outbox relay and jobs, until stopped (SIGTERM). The
-    container image's command. Host, port, database and broker come from the service's settings
-    (``<SERVICE>_HOST``, ``<SERVICE>_PORT``, ``<SERVICE>_DATABASE_URL``, ``KAFKA_BOOTSTRAP_SERVERS``…),
-    exactly as ``python -m caseloop_<service>`` (``make run``) starts it."""
+    """Run one service (its API, consumer, outbox relay and jobs) until SIGTERM: the container image's
+    command. Its host, port, database and broker come from its settings, as for python -m caseloop_<service>."""
     start: Callable[[], None] = importlib.import_module(f"caseloop_{service.value}.__main__").main
     start()
 
