@@ -312,6 +312,46 @@ def test_the_kafka_certificates_are_mounted_where_the_settings_look_and_name_the
         assert secrets["kafka-ca"] == "caseloop-cluster-ca-cert"
 
 
+def test_the_services_find_the_brokers_and_the_database_by_the_names_the_operators_give_them(
+    overlay: tuple[str, list[Manifest]],
+) -> None:
+    """Strimzi names the bootstrap Service <kafka>-kafka-bootstrap and the CA Secret
+    <kafka>-cluster-ca-cert; CloudNativePG the primary's Service <cluster>-rw; both label their pods."""
+    _, docs = overlay
+    (kafka,) = of_kind(docs, "Kafka").values()
+    (cluster,) = of_kind(docs, "Cluster").values()
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    kafka_name, cluster_name = kafka["metadata"]["name"], cluster["metadata"]["name"]
+    egress = of_kind(docs, "NetworkPolicy")["caseloop-services"]["spec"]["egress"]
+    reachable = {
+        (label, value, port["port"])
+        for rule in egress
+        for peer in rule["to"]
+        for label, value in peer.get("podSelector", {}).get("matchLabels", {}).items()
+        for port in rule["ports"]
+    }
+
+    assert config_of(docs)["KAFKA_BOOTSTRAP_SERVERS"] == f"{kafka_name}-kafka-bootstrap:{listener['port']}"
+    assert listener["tls"] is True
+    assert listener["authentication"]["type"] == "tls"
+    assert ("strimzi.io/cluster", kafka_name, listener["port"]) in reachable
+    assert ("cnpg.io/cluster", cluster_name, 5432) in reachable
+    for name, deployment in of_kind(docs, "Deployment").items():
+        spec = deployment["spec"]["template"]["spec"]
+        url = next(e["value"] for e in spec["containers"][0]["env"] if e["name"] == f"{name.upper()}_DATABASE_URL")
+        assert f"@{cluster_name}-rw:5432/{name}" in url
+        ca = next(volume["secret"]["secretName"] for volume in spec["volumes"] if volume["name"] == "kafka-ca")
+        assert ca == f"{kafka_name}-cluster-ca-cert"
+
+
+def test_every_resource_lands_in_the_overlay_namespace(overlay: tuple[str, list[Manifest]]) -> None:
+    name, docs = overlay
+    namespace = "caseloop" if name == "prod" else "caseloop-dev"
+
+    assert {doc["metadata"]["name"] for doc in docs if doc["kind"] == "Namespace"} == {namespace}
+    assert {doc["metadata"].get("namespace") for doc in docs if doc["kind"] != "Namespace"} == {namespace}
+
+
 # ------------------------------------------------------------------------------------------- Kafka
 
 
