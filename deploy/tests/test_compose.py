@@ -7,18 +7,24 @@ prove that such a failure is caught."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import URL, make_url
 
 from caseloop_deploy.services import SERVICE_NAMES
 
 COMPOSE_DIR = Path(__file__).resolve().parents[1] / "compose"
 DOCKER_COMPOSE = Path(sys.executable).parent / "docker-compose"
+INIT_SCRIPT = COMPOSE_DIR / "postgres-init" / "10-caseloop-databases.sh"
 
 
 def compose_config(folder: Path, *args: str, env_file: str | None = ".env.example") -> subprocess.CompletedProcess[str]:
@@ -136,3 +142,83 @@ def test_the_broker_and_the_database_keep_their_data_in_named_volumes(project: d
     for name, target in (("kafka", "/var/lib/kafka/data"), ("postgres", "/var/lib/postgresql/data")):
         mounts = {(mount["type"], mount["source"], mount["target"]) for mount in project["services"][name]["volumes"]}
         assert ("volume", f"{name}-data", target) in mounts
+
+
+# ------------------------------------------------------------------- PostgreSQL's first start
+
+
+def test_the_init_script_makes_a_database_for_every_service() -> None:
+    default = re.search(r"\$\{CASELOOP_SERVICES:-([a-z ]+)\}", INIT_SCRIPT.read_text())
+
+    assert default is not None
+    assert tuple(default.group(1).split()) == SERVICE_NAMES
+
+
+def psql(server: URL, sql: str, *, user: str, password: str, database: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["psql", "--no-psqlrc", "--tuples-only", "--no-align", "--variable=ON_ERROR_STOP=1", "--command", sql],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={
+            **os.environ,
+            "PGHOST": server.host or "127.0.0.1",
+            "PGPORT": str(server.port or 5432),
+            "PGUSER": user,
+            "PGPASSWORD": password,
+            "PGDATABASE": database,
+        },
+    )
+
+
+@pytest.fixture
+def two_service_names(postgres_admin_url: str) -> Iterator[tuple[URL, list[str]]]:
+    """Names of two services of the test's own; their databases and roles are dropped afterwards."""
+    server = make_url(postgres_admin_url)
+    names = [f"caseloop_init_{uuid.uuid4().hex[:8]}_{letter}" for letter in "ab"]
+    yield server, names
+    admin = {"user": server.username or "postgres", "password": server.password or "", "database": "postgres"}
+    for name in names:
+        psql(server, f'DROP DATABASE IF EXISTS "{name}"', **admin)
+        psql(server, f'DROP ROLE IF EXISTS "{name}"', **admin)
+
+
+@pytest.mark.postgres
+def test_the_init_script_gives_each_service_a_role_that_owns_its_database_alone(
+    two_service_names: tuple[URL, list[str]],
+) -> None:
+    if shutil.which("psql") is None:
+        pytest.skip("psql (PostgreSQL's client) is not installed")
+    server, names = two_service_names
+    own, other = names
+    environment = {
+        **os.environ,
+        "PGHOST": server.host or "127.0.0.1",
+        "PGPORT": str(server.port or 5432),
+        "PGPASSWORD": server.password or "",
+        "POSTGRES_USER": server.username or "postgres",
+        "CASELOOP_SERVICES": " ".join(names),
+        **{f"{name.upper()}_DB_PASSWORD": f"password-of-{name[-1]}" for name in names},
+    }
+
+    initialised = subprocess.run(
+        ["bash", str(INIT_SCRIPT)], capture_output=True, text=True, timeout=60, check=False, env=environment
+    )
+
+    assert initialised.returncode == 0, initialised.stderr
+    as_own = {"user": own, "password": "password-of-a"}
+    created = psql(server, "CREATE TABLE cases (id int)", **as_own, database=own)
+    assert created.returncode == 0, created.stderr
+    # CREATEDB: `caseloop replay` and `verify` make shadow databases with the service's credentials.
+    owner = psql(
+        server,
+        "SELECT pg_get_userbyid(datdba), (SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user) "
+        "FROM pg_database WHERE datname = current_database()",
+        **as_own,
+        database=own,
+    )
+    assert owner.stdout.strip() == f"{own}|t"
+    refused = psql(server, "SELECT 1", **as_own, database=other)
+    assert refused.returncode != 0
+    assert "permission denied for database" in refused.stderr

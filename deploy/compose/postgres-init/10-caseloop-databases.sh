@@ -6,7 +6,8 @@
 # from the environment (.env); the schemas are `caseloop migrate`'s work.
 set -euo pipefail
 
-for service in intake triage dispatch supervision; do
+# CASELOOP_SERVICES: deploy/tests/test_compose.py runs this script on names of its own.
+for service in ${CASELOOP_SERVICES:-intake triage dispatch supervision}; do
     password_variable="${service^^}_DB_PASSWORD"
     password="${!password_variable:?$password_variable is not set}"
     psql --variable=ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
