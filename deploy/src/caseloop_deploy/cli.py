@@ -10,11 +10,12 @@ the verbs that act, and each says what it did.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import sqlite3
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -59,8 +60,8 @@ T = TypeVar("T")
 
 app = typer.Typer(
     name="caseloop",
-    help="Operate caseloop: schema migrations, case timelines from the log, replay, diff, promote and verify of "
-    "projections, republish of a lost topic, dead letters.",
+    help="Run and operate caseloop: serve a service, schema migrations, case timelines from the log, replay, "
+    "diff, promote and verify of projections, republish of a lost topic, dead letters.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -199,6 +200,19 @@ def _variable_of(settings_class: type[BaseSettings] | None, field_name: str) -> 
         return field.validation_alias.upper()
     prefix = str(settings_class.model_config.get("env_prefix") or "")
     return f"{prefix}{field_name}".upper()
+
+
+# ------------------------------------------------------------------------------------------ serve
+
+
+@app.command()
+def serve(
+    service: Annotated[Service, typer.Argument(help="the service to run", envvar="CASELOOP_SERVICE")],
+) -> None:
+    """Run one service (its API, consumer, outbox relay and jobs) until SIGTERM: the container image's
+    command. Its host, port, database and broker come from its settings, as for python -m caseloop_<service>."""
+    start: Callable[[], None] = importlib.import_module(f"caseloop_{service.value}.__main__").main
+    start()
 
 
 # ------------------------------------------------------------------------------------- migrations

@@ -17,7 +17,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from pydantic import ValidationError
 
 from caseloop_events.contracts.envelope import Envelope, UnknownEventType
-from caseloop_events.runtime.kafka import KafkaSettings
+from caseloop_events.runtime.kafka import KafkaSettings, client_security
 
 #: A position to read from or to: an offset (the same on every partition), a time, or the end.
 Position = int | datetime | None
@@ -44,6 +44,7 @@ async def log_reader(bootstrap_servers: str) -> AsyncIterator[AIOKafkaConsumer]:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         request_timeout_ms=15000,
+        **client_security(),
     )
     try:
         await consumer.start()

@@ -69,6 +69,7 @@ async def republish_service(
             kafka.caseloop_topic_partitions,
             kafka.caseloop_topic_replication,
             kafka.all_topics,
+            kafka.security(),
         )
     except (KafkaConnectionError, KafkaError, OSError) as error:
         raise BrokerUnreachable(kafka.kafka_bootstrap_servers, error) from error

@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from caseloop_events.contracts.envelope import Envelope, UnknownEventType, payload_class_for
-from caseloop_events.runtime.kafka import record_event_id, record_event_type, record_traceparent
+from caseloop_events.runtime.kafka import client_security, record_event_id, record_event_type, record_traceparent
 from caseloop_events.runtime.logs import bound_to_event
 from caseloop_events.runtime.telemetry import within
 from caseloop_events.runtime.unit_of_work import Checkpoint, VersionConflict
@@ -183,6 +183,7 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            **client_security(),
         )
         await consumer.start()
         self._consumer = consumer
@@ -602,7 +603,9 @@ async def records_at(
     bootstrap_servers: str, offsets: dict[TopicPartition, int]
 ) -> dict[TopicPartition, ConsumerRecord[bytes, bytes]]:
     """The record at each offset, where the partition holds one (read with a consumer of its own)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, **client_security()
+    )
     await consumer.start()
     try:
         consumer.assign(list(offsets))

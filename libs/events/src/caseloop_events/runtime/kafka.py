@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 from uuid import UUID
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.client import AIOKafkaClient
-from pydantic import Field
+from aiokafka.helpers import create_ssl_context
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from caseloop_events.contracts.envelope import Envelope, Producer
@@ -27,6 +29,38 @@ class KafkaSettings(BaseSettings):
     caseloop_topic_partitions: int = Field(default=6, ge=1)
     caseloop_topic_replication: int = Field(default=1, ge=1)
     caseloop_topic_namespace: str = Field(default=DEFAULT_NAMESPACE, pattern=r"^[a-zA-Z0-9_-]+$")
+    #: PLAINTEXT (make run, compose) or SSL: TLS with a client certificate, the identity the broker's
+    #: ACLs name (on Kubernetes, the certificate Strimzi issues for the service's KafkaUser).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL"] = "PLAINTEXT"
+    #: The CA that signed the brokers' certificates, and this client's certificate and key (PEM files).
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_needs_its_files(self) -> KafkaSettings:
+        if self.kafka_security_protocol == "SSL":
+            files = {
+                "KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+                "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+                "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+            }
+            missing = [variable for variable, path in files.items() if path is None]
+            if missing:
+                raise ValueError(f"KAFKA_SECURITY_PROTOCOL=SSL needs {', '.join(missing)}")
+        return self
+
+    def security(self) -> dict[str, Any]:
+        """The keyword arguments that connect an aiokafka client as configured: none for PLAINTEXT;
+        for SSL, a context that checks the brokers against the CA and presents the client's certificate."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return {}
+        context = create_ssl_context(
+            cafile=str(self.kafka_ssl_cafile),
+            certfile=str(self.kafka_ssl_certfile),
+            keyfile=str(self.kafka_ssl_keyfile),
+        )
+        return {"security_protocol": "SSL", "ssl_context": context}
 
     def topic_of(self, producer: Producer) -> str:
         """The topic ``producer`` writes to, in this namespace."""
@@ -49,7 +83,15 @@ class KafkaSettings(BaseSettings):
             enable_idempotence=self.kafka_idempotent_producer,
             linger_ms=5,
             request_timeout_ms=30000,
+            **self.security(),
         )
+
+
+def client_security() -> dict[str, Any]:
+    """The security keyword arguments of every other Kafka client this process makes (consumers, the
+    topic admin), from the environment: a process has one identity on the broker, so the clients
+    built from a bootstrap address alone connect as the producer does."""
+    return KafkaSettings().security()
 
 
 class BrokerRequests:

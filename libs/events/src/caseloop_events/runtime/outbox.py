@@ -21,7 +21,7 @@ from sqlalchemy import Row, func, select
 
 from caseloop_events.contracts.envelope import Envelope
 from caseloop_events.runtime.database import Database
-from caseloop_events.runtime.kafka import record_event_id, stored_event_headers
+from caseloop_events.runtime.kafka import client_security, record_event_id, stored_event_headers
 from caseloop_events.runtime.telemetry import context_of, stored_event_attributes, traceparent_of, tracer_of
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,11 @@ class OutboxRelay:
             return []
         assert self._bootstrap_servers is not None
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap_servers, group_id=None, enable_auto_commit=False, client_id="relay-check"
+            bootstrap_servers=self._bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id="relay-check",
+            **client_security(),
         )
         await consumer.start()
         try:

@@ -369,6 +369,7 @@ class Service(Generic[Settings, Deps, State]):
                 self.kafka.caseloop_topic_partitions,
                 self.kafka.caseloop_topic_replication,
                 self.kafka.all_topics,
+                self.kafka.security(),
             ),
         )
         producer = self.kafka.producer(client_id=f"caseloop-{self.name}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import suppress
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -35,14 +36,21 @@ TOPIC_CONFIG = {"retention.ms": "-1"}
 
 
 async def ensure_topics(
-    bootstrap_servers: str, partitions: int, replication_factor: int, topics: Iterable[str]
+    bootstrap_servers: str,
+    partitions: int,
+    replication_factor: int,
+    topics: Iterable[str],
+    security: Mapping[str, Any] | None = None,
 ) -> None:
     """Create the topics with an explicit partition count; existing topics are left as they are.
+    ``security``: how the admin client connects (``KafkaSettings.security()``), plaintext if none.
 
     A topic that exists with another partition count is an error: keys would then hash
     to other partitions and a case's events would split across them.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="caseloop-topic-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, client_id="caseloop-topic-admin", **(security or {})
+    )
     await admin.start()
     try:
         topics = list(topics)
